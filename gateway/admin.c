@@ -1,0 +1,46 @@
+/* The admin listener: separate from traffic, loopback by default. */
+#include <string.h>
+#include "server.h"
+
+typedef struct st_gw_admin_handler_t {
+    h2o_handler_t super;
+    gw_server_t *server;
+} gw_admin_handler_t;
+
+static void send_text(h2o_req_t *req, int status, const char *reason, const char *body)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = strlen(body);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, strlen(body));
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    gw_admin_handler_t *handler = (gw_admin_handler_t *)self;
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/healthz"))) {
+        send_text(req, 200, "OK", "ok\n");
+        return 0;
+    }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/readyz"))) {
+        /* ready once a rule set is loaded: the server never runs without one */
+        gw_ruleset_t *rules = gw_server_acquire_rules(handler->server);
+        char body[100];
+        snprintf(body, sizeof(body), "ready rules=%s\n", gw_ruleset_digest(rules));
+        gw_ruleset_release(rules);
+        send_text(req, 200, "OK", body);
+        return 0;
+    }
+    send_text(req, 404, "Not Found", "not found: try /-/healthz or /-/readyz\n");
+    return 0;
+}
+
+void gw_admin_register(h2o_hostconf_t *hostconf, gw_server_t *server)
+{
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    gw_admin_handler_t *handler = (gw_admin_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->server = server;
+}

@@ -1,0 +1,42 @@
+/*
+ * Growable byte buffers, bounded escaping of untrusted bytes, and the fatal
+ * error path. Out-of-memory is a bug-class failure here as in h2o: it aborts.
+ */
+#ifndef GW_BUF_H
+#define GW_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct st_gw_buf_t {
+    char *base; /* heap, owned by the buffer; always NUL-terminated when non-NULL */
+    size_t len;
+    size_t cap;
+} gw_buf_t;
+
+#define GW_BUF_INIT {NULL, 0, 0}
+
+void gw_buf_reserve(gw_buf_t *buf, size_t extra);
+void gw_buf_append(gw_buf_t *buf, const void *bytes, size_t len);
+void gw_buf_appendz(gw_buf_t *buf, const char *s);
+void gw_buf_printf(gw_buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_buf_dispose(gw_buf_t *buf);
+
+/**
+ * Appends an excerpt of untrusted bytes that is safe to show anywhere: printable
+ * ASCII is kept, quotes and backslashes are escaped, anything else becomes \xNN
+ * (valid UTF-8 sequences are kept whole when keep_utf8 is set), and at most
+ * max_chars input characters are taken; a cut excerpt ends with "...".
+ */
+void gw_buf_append_excerpt(gw_buf_t *buf, const char *bytes, size_t len, size_t max_chars, int keep_utf8);
+
+/** Prints "crmgate: fatal: ..." to stderr and aborts. */
+_Noreturn void gw_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** Log lines go to stderr, one line each, prefixed with time and level. */
+void gw_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define gw_log_info(...) gw_log("info", __VA_ARGS__)
+#define gw_log_warn(...) gw_log("warn", __VA_ARGS__)
+#define gw_log_error(...) gw_log("error", __VA_ARGS__)
+
+#endif

@@ -1,0 +1,185 @@
+/*
+ * The h2o glue. The validating handler is registered first on the traffic
+ * path, so h2o has buffered the whole body before it runs; it answers a
+ * rejection itself, or returns -1 so that h2o's reverse proxy, registered
+ * after it, forwards the original bytes. A filter puts the request id on
+ * every response, the proxy's included.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include "buf.h"
+#include "evaluate.h"
+#include "render.h"
+#include "server.h"
+
+#define GW_REQUEST_ID_MAX 128
+
+typedef struct st_gw_handler_t {
+    h2o_handler_t super;
+    gw_server_t *server;
+} gw_handler_t;
+
+/* Per worker thread: the evaluator's arena and PCRE2 state. */
+typedef struct st_gw_handler_context_t {
+    gw_evaluator_t evaluator;
+    uint64_t id_state[2];
+} gw_handler_context_t;
+
+static const h2o_iovec_t request_id_name = {"x-request-id", sizeof("x-request-id") - 1};
+
+/* ---- request ids -------------------------------------------------------- */
+
+static uint64_t next_random(uint64_t s[2])
+{
+    /* xorshift128+: ids must be unique, not secret */
+    uint64_t x = s[0], y = s[1];
+    s[0] = y;
+    x ^= x << 23;
+    s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return s[1] + y;
+}
+
+static int request_id_acceptable(h2o_iovec_t v)
+{
+    if (v.len == 0 || v.len > GW_REQUEST_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < v.len; ++i)
+        if ((unsigned char)v.base[i] <= 0x20 || (unsigned char)v.base[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* The client's id when it is short and printable; otherwise a new one, also sent upstream. */
+static h2o_iovec_t ensure_request_id(gw_handler_context_t *hctx, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1);
+    if (i != -1 && request_id_acceptable(req->headers.entries[i].value) &&
+        h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, i) == -1)
+        return req->headers.entries[i].value;
+    char *id = h2o_mem_alloc_pool(&req->pool, 33);
+    snprintf(id, 33, "%016llx%016llx", (unsigned long long)next_random(hctx->id_state),
+             (unsigned long long)next_random(hctx->id_state));
+    /* drop every copy the client sent, then add ours */
+    while ((i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1)) != -1)
+        h2o_delete_header(&req->headers, i);
+    h2o_add_header_by_str(&req->pool, &req->headers, request_id_name.base, request_id_name.len, 0, "X-Request-ID", id, 32);
+    return h2o_iovec_init(id, 32);
+}
+
+/* ---- reading the request ------------------------------------------------ */
+
+static gw_header_value_t header_value(h2o_req_t *req, const h2o_token_t *token, const char *name, size_t name_len)
+{
+    gw_header_value_t hv = {NULL, 0, 0};
+    ssize_t i = -1;
+    for (;;) {
+        i = token != NULL ? h2o_find_header(&req->headers, token, i) : h2o_find_header_by_str(&req->headers, name, name_len, i);
+        if (i == -1)
+            break;
+        if (hv.count++ == 0) {
+            hv.base = req->headers.entries[i].value.base;
+            hv.len = req->headers.entries[i].value.len;
+        }
+    }
+    return hv;
+}
+
+static void read_request(h2o_req_t *req, gw_request_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->method = req->method.base;
+    out->method_len = req->method.len;
+    out->path = req->path.base;
+    out->path_len = req->path.len;
+    out->content_type = header_value(req, H2O_TOKEN_CONTENT_TYPE, NULL, 0);
+    out->accept = header_value(req, H2O_TOKEN_ACCEPT, NULL, 0);
+    out->upsert_mode = header_value(req, NULL, H2O_STRLIT("upsert-mode"));
+    out->framework_version = header_value(req, NULL, H2O_STRLIT("rest-framework-version"));
+    out->method_override = header_value(req, NULL, H2O_STRLIT("x-http-method-override"));
+    out->body = req->entity.base != NULL ? req->entity.base : "";
+    out->body_len = req->entity.base != NULL ? req->entity.len : 0;
+}
+
+/* ---- answering ---------------------------------------------------------- */
+
+static void send_rejection(gw_server_t *server, h2o_req_t *req, const gw_result_t *result, h2o_iovec_t request_id)
+{
+    gw_rendered_t rendered;
+    char *id = h2o_mem_alloc_pool(&req->pool, request_id.len + 1);
+    memcpy(id, request_id.base, request_id.len);
+    id[request_id.len] = '\0';
+    gw_render_rejection(result, server->config->error_format, id, &rendered);
+    req->res.status = result->status;
+    req->res.reason = gw_status_title(result->status);
+    /* without a length, h2o 2.2.5 closes an HTTP/1.1 connection after a non-200 answer */
+    req->res.content_length = rendered.body.len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, rendered.content_type,
+                   strlen(rendered.content_type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, rendered.body.base, rendered.body.len); /* copies the body into the request pool */
+    gw_buf_dispose(&rendered.body);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    gw_handler_t *handler = (gw_handler_t *)self;
+    gw_handler_context_t *hctx = h2o_context_get_handler_context(req->conn->ctx, self);
+    gw_server_track_request(req);
+    h2o_iovec_t request_id = ensure_request_id(hctx, req);
+
+    gw_request_t greq;
+    read_request(req, &greq);
+    gw_ruleset_t *rules = atomic_load_explicit(&handler->server->rules, memory_order_acquire);
+    gw_evaluator_reset(&hctx->evaluator);
+    const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
+    if (route == NULL)
+        return -1; /* not a validated route: the proxy forwards it untouched */
+
+    gw_result_t result;
+    gw_evaluate(&hctx->evaluator, route, &greq, &result);
+    if (result.decision != GW_DECISION_REJECT)
+        return -1; /* forwarded byte for byte: req->entity is what the proxy sends */
+    send_rejection(handler->server, req, &result, request_id);
+    return 0;
+}
+
+static void on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
+{
+    gw_handler_t *handler = (gw_handler_t *)self;
+    gw_handler_context_t *hctx = h2o_mem_alloc(sizeof(*hctx));
+    gw_evaluator_init(&hctx->evaluator, &handler->server->config->limits);
+    if (getrandom(hctx->id_state, sizeof(hctx->id_state), 0) != sizeof(hctx->id_state) ||
+        (hctx->id_state[0] | hctx->id_state[1]) == 0)
+        gw_fatal("cannot seed request ids from getrandom()");
+    h2o_context_set_handler_context(ctx, self, hctx);
+}
+
+static void on_context_dispose(h2o_handler_t *self, h2o_context_t *ctx)
+{
+    gw_handler_context_t *hctx = h2o_context_get_handler_context(ctx, self);
+    gw_evaluator_dispose(&hctx->evaluator);
+    free(hctx);
+}
+
+/* ---- the response filter ------------------------------------------------ */
+
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1);
+    if (i != -1)
+        h2o_set_header_by_str(&req->pool, &req->res.headers, request_id_name.base, request_id_name.len, 0,
+                              req->headers.entries[i].value.base, req->headers.entries[i].value.len, 1);
+    h2o_setup_next_ostream(req, slot);
+}
+
+void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server)
+{
+    gw_handler_t *handler = (gw_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->super.on_context_init = on_context_init;
+    handler->super.on_context_dispose = on_context_dispose;
+    handler->server = server;
+    h2o_filter_t *filter = h2o_create_filter(pathconf, sizeof(*filter));
+    filter->on_setup_ostream = on_setup_ostream;
+}

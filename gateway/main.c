@@ -1,0 +1,142 @@
+/* crmgate: command line, configuration, and hand-over to the server. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "buf.h"
+#include "config.h"
+#include "offline.h"
+#include "rules.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage: crmgate [-c FILE] [-t] [--listen HOST:PORT] [--upstream URL]\n"
+          "               [--admin HOST:PORT|off] [--threads N|auto] [--rules PATH]\n"
+          "       crmgate validate [--rules PATH] [--method M] [--path P] [--framework-version N] FILE|-\n"
+          "       crmgate --version | --help\n"
+          "\n"
+          "  -c, --config FILE   configuration (default: the embedded conf/crmgate.yaml)\n"
+          "  -t, --test          check the configuration and the rules, then exit (0 ok, 1 not)\n"
+          "      --listen H:P    traffic listener (overrides listen:)\n"
+          "      --upstream URL  the CRM (overrides upstream.url:)\n"
+          "      --admin H:P     admin listener, or off (overrides admin:)\n"
+          "      --threads N     worker threads, or auto (overrides threads:)\n"
+          "      --rules PATH    a rule file or directory (overrides rules:)\n"
+          "\n"
+          "Signals: SIGTERM/SIGINT stop accepting, finish requests in flight, exit 0.\n"
+          "Exit status: 0 ok, 1 configuration or rules error, 2 usage error.\n",
+          out);
+}
+
+typedef struct st_overrides_t {
+    const char *listen, *upstream, *admin, *threads, *rules;
+} overrides_t;
+
+static int apply_overrides(gw_config_t *config, const overrides_t *o)
+{
+    gw_error_t err;
+    gw_error_clear(&err);
+    if (o->listen != NULL && gw_config_parse_hostport(o->listen, &config->listen, &err) != 0)
+        goto Error;
+    if (o->admin != NULL) {
+        config->admin_enabled = strcmp(o->admin, "off") != 0;
+        if (config->admin_enabled && gw_config_parse_hostport(o->admin, &config->admin, &err) != 0)
+            goto Error;
+    }
+    if (o->threads != NULL && gw_config_parse_threads(o->threads, &config->threads, &err) != 0)
+        goto Error;
+    if (o->upstream != NULL) {
+        if (gw_config_parse_upstream(o->upstream, &err) != 0)
+            goto Error;
+        gw_config_set_string(&config->upstream_url, o->upstream);
+    }
+    return 0;
+Error:
+    fprintf(stderr, "crmgate: command line: %s\n", err.text);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "validate") == 0)
+        return gw_offline_validate(argc - 1, argv + 1);
+
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"listen", required_argument, NULL, 'L'},
+                                             {"upstream", required_argument, NULL, 'U'},
+                                             {"admin", required_argument, NULL, 'A'},
+                                             {"threads", required_argument, NULL, 'T'},
+                                             {"rules", required_argument, NULL, 'R'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    overrides_t overrides = {0};
+    int test_only = 0, opt;
+    while ((opt = getopt_long(argc, argv, "c:th", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'L':
+            overrides.listen = optarg;
+            break;
+        case 'U':
+            overrides.upstream = optarg;
+            break;
+        case 'A':
+            overrides.admin = optarg;
+            break;
+        case 'T':
+            overrides.threads = optarg;
+            break;
+        case 'R':
+            overrides.rules = optarg;
+            break;
+        case 'V':
+            printf("crmgate %s (h2o %s, jansson %s)\n", CRMGATE_VERSION, H2O_VERSION, JANSSON_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "crmgate: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    gw_config_t *config = gw_offline_load_config(config_path, overrides.rules);
+    if (config == NULL || apply_overrides(config, &overrides) != 0) {
+        gw_config_destroy(config);
+        return 1;
+    }
+    gw_error_t err;
+    gw_error_clear(&err);
+    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &err);
+    if (rules == NULL) {
+        fprintf(stderr, "crmgate: %s\n", err.text);
+        gw_config_destroy(config);
+        return 1;
+    }
+    int status;
+    if (test_only) {
+        printf("crmgate: configuration %s OK; rules %s: %zu routes from %zu file(s)\n", config->source,
+               gw_ruleset_digest(rules), gw_ruleset_route_count(rules), gw_ruleset_file_count(rules));
+        status = 0;
+    } else {
+        status = gw_server_run(config, rules);
+    }
+    gw_ruleset_release(rules);
+    gw_config_destroy(config);
+    return status;
+}

@@ -1,0 +1,11 @@
+/* Commands that run the validation engine without serving: `crmgate validate`. */
+#ifndef GW_OFFLINE_H
+#define GW_OFFLINE_H
+
+/** `crmgate validate ...` (argv[0] is "validate"). Exit status: 0 valid, 1 invalid, 2 usage or rules error. */
+int gw_offline_validate(int argc, char **argv);
+
+/** Loads -c FILE (or the embedded default) and applies --rules; shared by the daemon and the offline commands. */
+struct st_gw_config_t *gw_offline_load_config(const char *config_path, const char *rules_path);
+
+#endif

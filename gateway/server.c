@@ -1,0 +1,324 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include "buf.h"
+#include "server.h"
+
+#define GW_SHUTDOWN_GRACE_MS 10000
+
+/* The body h2o itself will buffer. crmgate answers 413 above limits.max-body on
+ * its own (h2o's limit resets HTTP/2 streams instead), so h2o's must be higher. */
+#define GW_H2O_ENTITY_LIMIT ((size_t)1024 * 1024 * 1024)
+
+struct st_gw_worker_t {
+    gw_server_t *server;
+    unsigned index;
+    pthread_t thread;
+    h2o_context_t ctx;
+    h2o_context_t admin_ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_accept_ctx_t admin_accept_ctx;
+    h2o_socket_t *listener;
+    h2o_socket_t *admin_listener;
+    h2o_multithread_receiver_t stop_receiver;
+    long inflight; /* requests of this worker not finished yet; touched by its thread only */
+    atomic_int ready; /* the stop receiver is registered */
+};
+
+static __thread gw_worker_t *current_worker;
+/* The running server stays reachable to the end, for leak checkers too: open
+ * connections and their loops are left to the process exit. */
+static gw_server_t *running_server;
+
+gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server)
+{
+    gw_ruleset_t *rules = atomic_load_explicit(&server->rules, memory_order_acquire);
+    gw_ruleset_addref(rules);
+    return rules;
+}
+
+static void on_request_done(void *p)
+{
+    gw_worker_t *worker = *(gw_worker_t **)p;
+    --worker->inflight;
+}
+
+void gw_server_track_request(h2o_req_t *req)
+{
+    gw_worker_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_request_done);
+    *slot = current_worker;
+    ++current_worker->inflight;
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static int open_listener(const gw_hostport_t *hp, uint16_t port, int reuseport, uint16_t *bound_port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *res;
+    char port_str[8];
+    snprintf(port_str, sizeof(port_str), "%u", port);
+    int rc = getaddrinfo(hp->host, port_str, &hints, &res);
+    if (rc != 0) {
+        gw_log_error("cannot listen on %s:%u: %s (the host must be an IP address)", hp->host, hp->port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        gw_log_error("cannot listen on %s:%u: %s", hp->host, port, strerror(errno));
+        if (fd != -1)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sslen);
+    *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+/* One listening socket per worker, all on the same port: the first fixes the port when 0 was asked for. */
+static int open_listeners(gw_server_t *server)
+{
+    uint16_t port = server->config->listen.port, bound;
+    for (unsigned i = 0; i < server->nthreads; ++i) {
+        if ((server->listen_fds[i] = open_listener(&server->config->listen, port, 1, &bound)) == -1)
+            return -1;
+        port = bound;
+    }
+    gw_log_info("listening on http://%s:%u with %u worker thread%s", server->config->listen.host, port,
+                server->nthreads, server->nthreads == 1 ? "" : "s");
+    server->admin_fd = -1;
+    if (server->config->admin_enabled) {
+        if ((server->admin_fd = open_listener(&server->config->admin, server->config->admin.port, 0, &bound)) == -1)
+            return -1;
+        gw_log_info("admin listening on http://%s:%u", server->config->admin.host, bound);
+    }
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    h2o_accept_ctx_t *accept_ctx = listener->data;
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+        return;
+    h2o_accept(accept_ctx, sock);
+}
+
+static h2o_socket_t *start_listening(h2o_loop_t *loop, int fd, h2o_accept_ctx_t *accept_ctx)
+{
+    h2o_socket_t *sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    sock->data = accept_ctx;
+    h2o_socket_read_start(sock, on_accept);
+    return sock;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* The stop message only wakes the loop; the worker sees `stopping` and closes its listeners. */
+static void on_stop_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+}
+
+static void close_listeners(gw_worker_t *worker)
+{
+    if (worker->listener != NULL) {
+        h2o_socket_read_stop(worker->listener);
+        h2o_socket_close(worker->listener);
+        worker->listener = NULL;
+    }
+    if (worker->admin_listener != NULL) {
+        h2o_socket_read_stop(worker->admin_listener);
+        h2o_socket_close(worker->admin_listener);
+        worker->admin_listener = NULL;
+    }
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker_t *worker = arg;
+    gw_server_t *server = worker->server;
+    current_worker = worker;
+    h2o_evloop_t *loop = h2o_evloop_create();
+    h2o_context_init(&worker->ctx, loop, &server->globalconf);
+    worker->accept_ctx = (h2o_accept_ctx_t){.ctx = &worker->ctx, .hosts = server->globalconf.hosts};
+    h2o_multithread_register_receiver(worker->ctx.queue, &worker->stop_receiver, on_stop_message);
+    worker->listener = start_listening(loop, server->listen_fds[worker->index], &worker->accept_ctx);
+    if (worker->index == 0 && server->admin_fd != -1) {
+        h2o_context_init(&worker->admin_ctx, loop, &server->admin_conf);
+        worker->admin_accept_ctx = (h2o_accept_ctx_t){.ctx = &worker->admin_ctx, .hosts = server->admin_conf.hosts};
+        worker->admin_listener = start_listening(loop, server->admin_fd, &worker->admin_accept_ctx);
+    }
+
+    atomic_store(&worker->ready, 1);
+    while (!atomic_load(&server->stopping))
+        h2o_evloop_run(loop, 1000);
+    close_listeners(worker);
+    /* draining: the listeners are closed; requests in flight get a grace period */
+    uint64_t deadline = now_ms() + GW_SHUTDOWN_GRACE_MS;
+    while (worker->inflight > 0 && now_ms() < deadline)
+        h2o_evloop_run(loop, 100);
+    if (worker->inflight > 0)
+        gw_log_warn("worker %u: %ld request(s) still in flight after %d ms; closing", worker->index, worker->inflight,
+                    GW_SHUTDOWN_GRACE_MS);
+    h2o_multithread_unregister_receiver(worker->ctx.queue, &worker->stop_receiver);
+    /* open connections and the loop go with the process: h2o 2.2.5 cannot close
+     * connections it owns from outside, and disposing a context with live
+     * connections is not supported */
+    return NULL;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static SSL_CTX *create_upstream_ssl_ctx(const h2o_url_t *upstream)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* h2o 2.2.5 checks the host name itself on TLS 1.2 only; setting it on the
+     * context makes OpenSSL check it for every version */
+    char host[256];
+    snprintf(host, sizeof(host), "%.*s", (int)upstream->host.len, upstream->host.base);
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (X509_VERIFY_PARAM_set1_host(param, host, 0) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int setup_traffic(gw_server_t *server)
+{
+    gw_config_t *config = server->config;
+    if (h2o_url_parse(config->upstream_url, SIZE_MAX, &server->upstream) != 0) {
+        gw_log_error("%s: upstream.url \"%s\" cannot be parsed", config->source, config->upstream_url);
+        return -1;
+    }
+    if (server->upstream.scheme == &H2O_URL_SCHEME_HTTPS &&
+        (server->upstream_ssl_ctx = create_upstream_ssl_ctx(&server->upstream)) == NULL) {
+        gw_log_error("cannot set up TLS for upstream %s", config->upstream_url);
+        return -1;
+    }
+    h2o_config_init(&server->globalconf);
+    server->globalconf.max_request_entity_size = GW_H2O_ENTITY_LIMIT;
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
+    h2o_hostconf_t *host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    gw_handler_register(pathconf, server);
+    h2o_proxy_config_vars_t proxy = {
+        .io_timeout = config->upstream_io_timeout_ms,
+        .keepalive_timeout = config->upstream_keepalive_ms,
+        .ssl_ctx = server->upstream_ssl_ctx,
+    };
+    h2o_proxy_register_reverse_proxy(pathconf, &server->upstream, &proxy);
+    return 0;
+}
+
+static void setup_admin(gw_server_t *server)
+{
+    h2o_config_init(&server->admin_conf);
+    server->admin_conf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate-admin"));
+    h2o_hostconf_t *host = h2o_config_register_host(&server->admin_conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    gw_admin_register(host, server);
+}
+
+static unsigned thread_count(const gw_config_t *config)
+{
+    if (config->threads != 0)
+        return config->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores > 256 ? 256 : (unsigned)cores;
+}
+
+static int wait_for_stop_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    return sig;
+}
+
+int gw_server_run(gw_config_t *config, gw_ruleset_t *rules)
+{
+    gw_server_t *server = calloc(1, sizeof(*server));
+    if (server == NULL)
+        gw_fatal("out of memory");
+    running_server = server;
+    server->config = config;
+    gw_ruleset_addref(rules);
+    atomic_init(&server->rules, rules);
+    server->nthreads = thread_count(config);
+
+    /* signals are taken by the main thread only, with sigwait */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (setup_traffic(server) != 0 || open_listeners(server) != 0)
+        return 1; /* exiting: the OS reclaims the half-built server */
+    if (server->admin_fd != -1)
+        setup_admin(server);
+    gw_log_info("upstream %s; rules %s (%zu routes)", config->upstream_url, gw_ruleset_digest(rules),
+                gw_ruleset_route_count(rules));
+
+    server->workers = calloc(server->nthreads, sizeof(*server->workers));
+    if (server->workers == NULL)
+        gw_fatal("out of memory");
+    for (unsigned i = 0; i < server->nthreads; ++i) {
+        server->workers[i].server = server;
+        server->workers[i].index = i;
+        if (pthread_create(&server->workers[i].thread, NULL, worker_main, &server->workers[i]) != 0)
+            gw_fatal("cannot start worker thread %u", i);
+    }
+
+    int sig = wait_for_stop_signal();
+    gw_log_info("received %s: no longer accepting; finishing requests in flight", strsignal(sig));
+    atomic_store(&server->stopping, 1);
+    for (unsigned i = 0; i < server->nthreads; ++i)
+        if (atomic_load(&server->workers[i].ready)) /* else its loop sees `stopping` within a second */
+            h2o_multithread_send_message(&server->workers[i].stop_receiver, NULL);
+    for (unsigned i = 0; i < server->nthreads; ++i)
+        pthread_join(server->workers[i].thread, NULL);
+    gw_log_info("stopped");
+    return 0;
+}

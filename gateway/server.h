@@ -1,0 +1,47 @@
+/*
+ * The daemon: worker threads, each with its own h2o event loop and
+ * SO_REUSEPORT listener; the admin listener on worker 0's loop; shutdown.
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stdatomic.h>
+#include <h2o.h>
+#include "config.h"
+#include "rules.h"
+
+typedef struct st_gw_worker_t gw_worker_t;
+
+typedef struct st_gw_server_t {
+    gw_config_t *config;           /* owned by the caller, outlives the server */
+    gw_ruleset_t *_Atomic rules;   /* the current rule set; the server holds one reference */
+    h2o_globalconf_t globalconf;   /* traffic */
+    h2o_globalconf_t admin_conf;   /* the admin listener */
+    h2o_url_t upstream;
+    SSL_CTX *upstream_ssl_ctx;     /* NULL for http:// upstreams */
+    unsigned nthreads;
+    gw_worker_t *workers;
+    int listen_fds[256];
+    int admin_fd;
+    atomic_int stopping;
+} gw_server_t;
+
+/**
+ * Serves until SIGTERM or SIGINT, then stops accepting, lets requests in
+ * flight finish (up to a grace period) and returns 0. Returns 1 if it could
+ * not start (the reason is logged). Takes a reference to rules.
+ */
+int gw_server_run(gw_config_t *config, gw_ruleset_t *rules);
+
+/** The current rule set, with a reference the caller must release. */
+gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
+
+/** Counts a request in flight on the calling worker until its pool is released. */
+void gw_server_track_request(h2o_req_t *req);
+
+/* handler.c: the validating handler (placed first on the path) and the response filter. */
+void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
+/* admin.c: /-/healthz and friends. */
+void gw_admin_register(h2o_hostconf_t *hostconf, gw_server_t *server);
+
+#endif

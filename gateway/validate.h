@@ -1,0 +1,41 @@
+/*
+ * The validator: a pure function of (compiled schema, parsed document) to a
+ * list of violations. No I/O, no h2o; memory comes from the caller's arena.
+ */
+#ifndef GW_VALIDATE_H
+#define GW_VALIDATE_H
+
+#include <jansson.h>
+#include "arena.h"
+#include "rules.h"
+#include "violation.h"
+
+/* The violations of one evaluation. Items live in the arena of the evaluation. */
+typedef struct st_gw_violations_t {
+    gw_violation_t *items;
+    size_t count; /* stored, at most max */
+    size_t total; /* found, including those over the cap */
+    size_t max;
+    size_t enforced; /* found with mode enforce (including over the cap) */
+    gw_arena_t *arena;
+} gw_violations_t;
+
+void gw_violations_init(gw_violations_t *list, gw_arena_t *arena, size_t max);
+/** Adds a violation (copied); returns the stored copy or NULL when the cap was reached. */
+gw_violation_t *gw_violations_add(gw_violations_t *list, const gw_violation_t *v);
+
+typedef struct st_gw_validate_params_t {
+    gw_operation_t operation;
+    size_t max_depth; /* the top-level object is depth 1 */
+    pcre2_match_data *match_data;
+    pcre2_match_context *match_context;
+} gw_validate_params_t;
+
+/** Validates a parsed top-level object against a schema, adding to list. */
+void gw_validate_document(const gw_schema_t *schema, const json_t *doc, const gw_validate_params_t *params,
+                          gw_violations_t *list);
+
+/** Checks an ISO 8601 date (YYYY-MM-DD) or date-time (with 'T', seconds, optional fraction and zone). */
+int gw_is_iso8601(const char *s, size_t len, int with_time);
+
+#endif
