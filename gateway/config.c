@@ -221,7 +221,8 @@ static int apply_mapping(load_t *ld, const char *what, yaml_node_t *map, const k
             for (def = defs; def->key != NULL; ++def)
                 gw_buf_printf(&known, "%s%s", def == defs ? "" : ", ", def->key);
             if (hint != NULL)
-                fail(ld, key, "unknown key \"%s%s%s\" (did you mean \"%s\"?)", what, *what ? "." : "", name, hint);
+                fail(ld, key, "unknown key \"%s%s%s\" (did you mean \"%s%s%s\"?)", what, *what ? "." : "", name, what,
+                     *what ? "." : "", hint);
             else
                 fail(ld, key, "unknown key \"%s%s%s\" (known here: %s)", what, *what ? "." : "", name, known.base);
             gw_buf_dispose(&known);

@@ -141,7 +141,8 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
         return;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: a scalar document is reported as "not an object", not as a syntax error */
+    json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
         add_parse_error(ev, req, &jerr, out);
         return;
