@@ -1030,7 +1030,8 @@ static int load_directory(gw_ruleset_t *rules, const char *dir, gw_error_t *err)
         gw_error_set(err, "%s: no *.json rule files in this directory", dir);
         ret = -1;
     }
-    qsort(names, count, sizeof(*names), compare_strings);
+    if (count > 1)
+        qsort(names, count, sizeof(*names), compare_strings);
     for (size_t i = 0; i < count; ++i) {
         if (ret == 0) {
             gw_buf_t path = GW_BUF_INIT;
