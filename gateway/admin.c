@@ -1,5 +1,6 @@
 /* The admin listener: separate from traffic, loopback by default. */
 #include <string.h>
+#include "buf.h"
 #include "server.h"
 
 typedef struct st_gw_admin_handler_t {
@@ -33,7 +34,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_text(req, 200, "OK", body);
         return 0;
     }
-    send_text(req, 404, "Not Found", "not found: try /-/healthz or /-/readyz\n");
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/rules"))) {
+        /* the loaded rule set, as `crmgate rules show` prints it */
+        gw_ruleset_t *rules = gw_server_acquire_rules(handler->server);
+        gw_buf_t listing = GW_BUF_INIT;
+        gw_ruleset_show(rules, &listing);
+        gw_ruleset_release(rules);
+        send_text(req, 200, "OK", listing.base); /* h2o_send_inline copies the body */
+        gw_buf_dispose(&listing);
+        return 0;
+    }
+    send_text(req, 404, "Not Found", "not found: try /-/healthz, /-/readyz or /-/rules\n");
     return 0;
 }
 

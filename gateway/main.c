@@ -14,6 +14,8 @@ static void usage(FILE *out)
     fputs("usage: crmgate [-c FILE] [-t] [--listen HOST:PORT] [--upstream URL]\n"
           "               [--admin HOST:PORT|off] [--threads N|auto] [--rules PATH]\n"
           "       crmgate validate [--rules PATH] [--method M] [--path P] [--framework-version N] FILE|-\n"
+          "       crmgate rules show [--rules PATH]\n"
+          "       crmgate rules import-describe DESCRIBE.json [--lookups LOOKUPS.json] [-o FILE]\n"
           "       crmgate --version | --help\n"
           "\n"
           "  -c, --config FILE   configuration (default: the embedded conf/crmgate.yaml)\n"
@@ -61,6 +63,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "validate") == 0)
         return gw_offline_validate(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "rules") == 0)
+        return gw_offline_rules(argc - 1, argv + 1);
 
     static const struct option options[] = {{"config", required_argument, NULL, 'c'},
                                              {"test", no_argument, NULL, 't'},

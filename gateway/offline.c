@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "buf.h"
 #include "config.h"
+#include "describe.h"
 #include "evaluate.h"
 #include "offline.h"
 #include "render.h"
@@ -37,7 +39,7 @@ static int read_all(const char *path, gw_buf_t *out)
 {
     FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (fp == NULL) {
-        fprintf(stderr, "crmgate validate: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "crmgate: %s: %s\n", path, strerror(errno));
         return -1;
     }
     char chunk[65536];
@@ -48,7 +50,7 @@ static int read_all(const char *path, gw_buf_t *out)
     if (fp != stdin)
         fclose(fp);
     if (failed) {
-        fprintf(stderr, "crmgate validate: %s: read error\n", path);
+        fprintf(stderr, "crmgate: %s: read error\n", path);
         return -1;
     }
     return 0;
@@ -158,4 +160,133 @@ int gw_offline_validate(int argc, char **argv)
     gw_ruleset_release(rules);
     gw_config_destroy(config);
     return status;
+}
+
+/* ---- crmgate rules ------------------------------------------------------ */
+
+/* Writes text to path through a temporary file and a rename: a reader never sees half a file,
+ * and a failure leaves nothing behind. */
+static int write_atomically(const char *path, const gw_buf_t *text)
+{
+    gw_buf_t tmp = GW_BUF_INIT;
+    gw_buf_printf(&tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *fp = fopen(tmp.base, "wb");
+    int ok = fp != NULL && fwrite(text->base, 1, text->len, fp) == text->len && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+    int saved = errno;
+    if (fp != NULL && fclose(fp) != 0 && ok)
+        ok = 0, saved = errno;
+    if (ok && rename(tmp.base, path) != 0)
+        ok = 0, saved = errno;
+    if (!ok) {
+        fprintf(stderr, "crmgate: %s: cannot write: %s\n", path, strerror(saved));
+        unlink(tmp.base);
+    }
+    gw_buf_dispose(&tmp);
+    return ok ? 0 : -1;
+}
+
+static void rules_usage(FILE *out)
+{
+    fputs("usage: crmgate rules show [-c FILE] [--rules PATH]\n"
+          "       crmgate rules import-describe DESCRIBE.json [--lookups LOOKUPS.json] [-o FILE]\n"
+          "show: prints the compiled rule set (routes, schemas, fields and their constraints) and its digest.\n"
+          "import-describe: turns the output of GET .../describe into a rule file (stdout, or FILE).\n",
+          out);
+}
+
+static int rules_show(int argc, char **argv)
+{
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                             {"rules", required_argument, NULL, 'r'},
+                                             {NULL, 0, NULL, 0}};
+    const char *config_path = NULL, *rules_path = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:", options, NULL)) != -1) {
+        if (opt == 'c')
+            config_path = optarg;
+        else if (opt == 'r')
+            rules_path = optarg;
+        else
+            return rules_usage(stderr), 2;
+    }
+    if (optind != argc)
+        return rules_usage(stderr), 2;
+    gw_config_t *config = gw_offline_load_config(config_path, rules_path);
+    if (config == NULL)
+        return 1;
+    gw_error_t err;
+    gw_error_clear(&err);
+    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &err);
+    int status = 1;
+    if (rules == NULL) {
+        fprintf(stderr, "crmgate: %s\n", err.text);
+    } else {
+        gw_buf_t out = GW_BUF_INIT;
+        gw_ruleset_show(rules, &out);
+        fwrite(out.base, 1, out.len, stdout);
+        gw_buf_dispose(&out);
+        gw_ruleset_release(rules);
+        status = 0;
+    }
+    gw_config_destroy(config);
+    return status;
+}
+
+static int rules_import(int argc, char **argv)
+{
+    static const struct option options[] = {{"lookups", required_argument, NULL, 'l'},
+                                             {"output", required_argument, NULL, 'o'},
+                                             {NULL, 0, NULL, 0}};
+    const char *lookups_path = NULL, *output = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        if (opt == 'l')
+            lookups_path = optarg;
+        else if (opt == 'o')
+            output = optarg;
+        else
+            return rules_usage(stderr), 2;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "crmgate rules import-describe: give exactly one describe document\n");
+        return rules_usage(stderr), 2;
+    }
+    gw_buf_t describe = GW_BUF_INIT, lookups = GW_BUF_INIT, out = GW_BUF_INIT;
+    gw_error_t err;
+    gw_error_clear(&err);
+    int status = 1;
+    if (read_all(argv[optind], &describe) != 0 || (lookups_path != NULL && read_all(lookups_path, &lookups) != 0))
+        goto Exit;
+    if (gw_describe_import(argv[optind], describe.base != NULL ? describe.base : "", describe.len, lookups_path,
+                           lookups_path != NULL ? (lookups.base != NULL ? lookups.base : "") : NULL, lookups.len, &out,
+                           &err) != 0) {
+        fprintf(stderr, "crmgate: %s\n", err.text);
+        goto Exit;
+    }
+    if (output == NULL || strcmp(output, "-") == 0) {
+        fwrite(out.base, 1, out.len, stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+    } else if (write_atomically(output, &out) == 0) {
+        fprintf(stderr, "crmgate: wrote %s; review it with: crmgate rules show --rules %s\n", output, output);
+        status = 0;
+    }
+Exit:
+    gw_buf_dispose(&describe);
+    gw_buf_dispose(&lookups);
+    gw_buf_dispose(&out);
+    return status;
+}
+
+int gw_offline_rules(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "show") == 0)
+        return rules_show(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "import-describe") == 0)
+        return rules_import(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return rules_usage(stdout), 0;
+    rules_usage(stderr);
+    return 2;
 }

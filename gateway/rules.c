@@ -22,7 +22,7 @@ struct st_gw_ruleset_t {
     gw_arena_t arena;
     gw_route_t *routes;
     size_t nroutes, routes_cap;
-    const char **files;
+    gw_rule_file_t *files;
     size_t nfiles, files_cap;
     pcre2_code **codes;
     size_t ncodes, codes_cap;
@@ -843,12 +843,30 @@ static int compile_params(rule_file_t *rf, json_t *params)
 
 /* ---- documents and files ------------------------------------------------ */
 
+static void keep_params(rule_file_t *rf, gw_rule_file_t *info)
+{
+    info->nparams = rf->params != NULL ? json_object_size(rf->params) : 0;
+    info->param_names = gw_arena_alloc(&rf->rules->arena, (info->nparams + 1) * sizeof(char *));
+    info->param_patterns = gw_arena_alloc(&rf->rules->arena, (info->nparams + 1) * sizeof(char *));
+    size_t n = 0;
+    const char *name;
+    json_t *pattern;
+    if (rf->params != NULL) {
+        json_object_foreach(rf->params, name, pattern)
+        {
+            info->param_names[n] = arena_strdup(rf->rules, name);
+            info->param_patterns[n++] = arena_strdup(rf->rules, json_string_value(pattern));
+        }
+    }
+}
+
 static int compile_document(gw_ruleset_t *rules, const char *file, json_t *doc, gw_error_t *err)
 {
     static const char *const known[] = {"crmgate-rules", "description", "length-unit", "mode",  "params",
                                         "lookups",       "schemas",     "routes",      NULL};
     rule_file_t rf = {.rules = rules, .file = file, .err = err, .length_unit = GW_LENGTH_CHARACTERS,
                       .mode = GW_MODE_ENFORCE};
+    gw_rule_file_t *info = &rules->files[rules->nfiles - 1];
     const char *path_tokens[1] = {NULL};
     size_t npath = 0;
     json_t *version, *unit, *mode, *lookups, *schemas, *routes;
@@ -899,6 +917,13 @@ static int compile_document(gw_ruleset_t *rules, const char *file, json_t *doc, 
     for (size_t i = 0; routes != NULL && i < json_array_size(routes); ++i)
         if (compile_route(&rf, i, json_array_get(routes, i)) != 0)
             return -1;
+    info->schemas = rf.schemas;
+    info->nschemas = rf.nschemas;
+    info->lookups = rf.lookups;
+    info->nlookups = rf.nlookups;
+    info->length_unit = rf.length_unit;
+    info->mode = rf.mode;
+    keep_params(&rf, info);
     return 0;
 }
 
@@ -933,7 +958,8 @@ static int add_document(gw_ruleset_t *rules, const char *name, const char *json,
 {
     const char *file = arena_strdup(rules, name);
     rules->files = grow(rules->files, &rules->files_cap, rules->nfiles, sizeof(*rules->files));
-    rules->files[rules->nfiles++] = file;
+    memset(&rules->files[rules->nfiles], 0, sizeof(rules->files[0]));
+    rules->files[rules->nfiles++].path = file;
 
     json_error_t jerr;
     json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -943,17 +969,21 @@ static int add_document(gw_ruleset_t *rules, const char *name, const char *json,
     }
     int ret = compile_document(rules, file, doc, err);
     json_decref(doc);
-    /* the digest covers what was compiled: each file's base name and bytes */
-    const char *base = strrchr(file, '/') != NULL ? strrchr(file, '/') + 1 : file;
-    EVP_DigestUpdate(rules->digest_ctx, base, strlen(base) + 1);
-    EVP_DigestUpdate(rules->digest_ctx, json, len);
     return ret;
 }
 
+/* The digest covers what was compiled, in canonical form, not the files' bytes. */
 static void finish_digest(gw_ruleset_t *rules)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    json_t *canonical = gw_ruleset_canonical(rules);
+    char *text = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    if (text == NULL)
+        gw_fatal("out of memory (canonical rules)");
+    EVP_DigestUpdate(rules->digest_ctx, text, strlen(text));
+    free(text);
+    json_decref(canonical);
     EVP_DigestFinal_ex(rules->digest_ctx, md, &mdlen);
     EVP_MD_CTX_free(rules->digest_ctx);
     rules->digest_ctx = NULL;
@@ -1115,9 +1145,19 @@ size_t gw_ruleset_file_count(const gw_ruleset_t *rules)
     return rules->nfiles;
 }
 
-const char *gw_ruleset_file(const gw_ruleset_t *rules, size_t i)
+const gw_rule_file_t *gw_ruleset_file(const gw_ruleset_t *rules, size_t i)
 {
-    return rules->files[i];
+    return &rules->files[i];
+}
+
+const char *gw_length_unit_name(gw_length_unit_t unit)
+{
+    return unit == GW_LENGTH_BYTES ? "bytes" : unit == GW_LENGTH_UTF16 ? "utf16" : "characters";
+}
+
+const char *gw_unknown_policy_name(gw_unknown_policy_t policy)
+{
+    return policy == GW_UNKNOWN_REJECT ? "reject" : policy == GW_UNKNOWN_REPORT ? "report" : "allow";
 }
 
 const char *gw_ruleset_digest(const gw_ruleset_t *rules)

@@ -87,6 +87,20 @@ typedef struct st_gw_route_t {
     const char *file;
 } gw_route_t;
 
+/* What one rule file contributed. Schema and lookup names are local to their file. */
+typedef struct st_gw_rule_file_t {
+    const char *path;
+    const gw_schema_t *schemas;
+    size_t nschemas;
+    const gw_lookup_t *lookups;
+    size_t nlookups;
+    const char **param_names; /* path parameters with their own pattern */
+    const char **param_patterns;
+    size_t nparams;
+    gw_length_unit_t length_unit;
+    gw_mode_t mode;
+} gw_rule_file_t;
+
 typedef struct st_gw_ruleset_t gw_ruleset_t;
 
 /**
@@ -109,9 +123,23 @@ const gw_field_t *gw_schema_find(const gw_schema_t *schema, const char *name, si
 size_t gw_ruleset_route_count(const gw_ruleset_t *rules);
 const gw_route_t *gw_ruleset_route(const gw_ruleset_t *rules, size_t i);
 size_t gw_ruleset_file_count(const gw_ruleset_t *rules);
-const char *gw_ruleset_file(const gw_ruleset_t *rules, size_t i);
-/** Lower-case hex SHA-256 identifying the rule set (64 characters). */
+const gw_rule_file_t *gw_ruleset_file(const gw_ruleset_t *rules, size_t i);
+/**
+ * Lower-case hex SHA-256 (64 characters) of the canonical form of the compiled
+ * rules (see gw_ruleset_canonical): the same rules give the same digest whatever
+ * the files' formatting, descriptions or names.
+ */
 const char *gw_ruleset_digest(const gw_ruleset_t *rules);
+const char *gw_length_unit_name(gw_length_unit_t unit);
+const char *gw_unknown_policy_name(gw_unknown_policy_t policy);
+
+/* rules_show.c */
+struct json_t;
+/** The compiled rules as canonical JSON (a new reference): what the digest is computed over. */
+struct json_t *gw_ruleset_canonical(const gw_ruleset_t *rules);
+/** Appends the human-readable listing of `crmgate rules show`. */
+struct st_gw_buf_t;
+void gw_ruleset_show(const gw_ruleset_t *rules, struct st_gw_buf_t *out);
 const char *gw_field_type_name(gw_field_type_t type);
 
 /** Runs a compiled pattern over a whole subject; returns 1 on match, 0 on no match, -1 when a match limit was hit. */
