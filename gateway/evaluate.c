@@ -35,18 +35,40 @@ void gw_evaluator_reset(gw_evaluator_t *ev)
     gw_arena_reset(&ev->arena);
 }
 
+/* X-HTTP-Method-Override, trimmed and upper-cased as servers read it; NULL when absent or empty. */
+static const char *override_method(gw_evaluator_t *ev, const gw_request_t *req, size_t *len)
+{
+    const char *s = req->method_override.base;
+    size_t n = req->method_override.len;
+    if (req->method_override.count == 0)
+        return NULL;
+    while (n > 0 && (*s == ' ' || *s == '\t'))
+        ++s, --n;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        --n;
+    if (n == 0 || n > 16)
+        return NULL;
+    char *upper = gw_arena_alloc(&ev->arena, n + 1);
+    for (size_t i = 0; i < n; ++i)
+        upper[i] = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 'a' + 'A') : s[i];
+    upper[n] = '\0';
+    *len = n;
+    return upper;
+}
+
 const gw_route_t *gw_evaluate_route(gw_evaluator_t *ev, const gw_ruleset_t *rules, const gw_request_t *req)
 {
-    const char *method = req->method;
-    size_t method_len = req->method_len;
-    /* the CRM acts on the overriding method, so the route is chosen by it too */
-    if (req->method_override.count != 0) {
-        method = req->method_override.base;
-        method_len = req->method_override.len;
-    }
-    size_t path_len;
+    size_t path_len, override_len = 0;
     const char *path = gw_path_normalize(&ev->arena, req->path, req->path_len, &path_len);
-    return gw_ruleset_match(rules, method, method_len, path, path_len, ev->match_data, ev->match_context);
+    /* the CRM may act on the overriding method: a route of either method validates the request, the
+     * override's first, so that no combination of method and override escapes validation */
+    const char *override = override_method(ev, req, &override_len);
+    const gw_route_t *route = NULL;
+    if (override != NULL)
+        route = gw_ruleset_match(rules, override, override_len, path, path_len, ev->match_data, ev->match_context);
+    if (route == NULL)
+        route = gw_ruleset_match(rules, req->method, req->method_len, path, path_len, ev->match_data, ev->match_context);
+    return route;
 }
 
 static gw_violation_t *add(gw_result_t *out, gw_violation_code_t code, gw_mode_t mode, const char *pointer)
@@ -161,17 +183,6 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
     json_decref(doc);
 }
 
-static int rejection_status(const gw_violations_t *list)
-{
-    int status = 400;
-    for (size_t i = 0; i < list->count; ++i) {
-        int s = gw_violation_status(list->items[i].code);
-        if (list->items[i].mode == GW_MODE_ENFORCE && s != 400)
-            status = s;
-    }
-    return status;
-}
-
 void gw_evaluate(gw_evaluator_t *ev, const gw_route_t *route, const gw_request_t *req, gw_result_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -201,7 +212,7 @@ void gw_evaluate(gw_evaluator_t *ev, const gw_route_t *route, const gw_request_t
 
     if (out->violations.enforced != 0) {
         out->decision = GW_DECISION_REJECT;
-        out->status = rejection_status(&out->violations);
+        out->status = out->violations.status;
     } else {
         out->decision = out->violations.total != 0 ? GW_DECISION_REPORT : GW_DECISION_FORWARD;
     }

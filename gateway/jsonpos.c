@@ -80,7 +80,8 @@ void gw_json_pointer_at(const char *json, size_t len, size_t offset, gw_buf_t *o
             break;
         case '"': {
             size_t close = skip_string(json, i + 1, end);
-            if (top != NULL && !top->is_array && !top->has_key) {
+            /* a key cut off by the offset is the one being read, and cannot name the member yet */
+            if (top != NULL && !top->is_array && !top->has_key && close < end) {
                 /* a key: it names the member even while its value is being read */
                 top->key = json + i + 1;
                 top->key_len = close - (i + 1);

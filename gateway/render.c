@@ -106,7 +106,7 @@ void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out)
         gw_buf_printf(out, "The request body has the same key twice in one object: %s.", excerpt);
         break;
     case GW_V_NUMBER_OVERFLOW:
-        gw_buf_printf(out, "The request body has an integer outside the 64-bit range: %s.", excerpt);
+        gw_buf_printf(out, "The request body has a number out of range (integers must fit 64 bits): %s.", excerpt);
         break;
     case GW_V_NOT_AN_OBJECT:
         gw_buf_printf(out, "The request body must be a JSON object, not %s.", v->actual);

@@ -83,6 +83,29 @@ int gw_framework_version_parse(const char *value, size_t len, int max)
     return v >= 1 && v <= max ? v : 0;
 }
 
+/* q=0 (RFC 9110: "not acceptable") in an Accept item's parameters. */
+static int has_zero_quality(const char *p, size_t len)
+{
+    while (len > 0) {
+        const char *semi = memchr(p, ';', len);
+        size_t plen = semi != NULL ? (size_t)(semi - p) : len;
+        const char *param = p;
+        size_t param_len = plen;
+        trim(&param, &param_len);
+        if (param_len >= 3 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+            size_t i = 2;
+            while (i < param_len && (param[i] == '0' || param[i] == '.'))
+                ++i;
+            return i == param_len;
+        }
+        if (semi == NULL)
+            break;
+        len -= plen + 1;
+        p = semi + 1;
+    }
+    return 0;
+}
+
 int gw_accept_allows_json(const char *value, size_t len)
 {
     while (len > 0) {
@@ -92,9 +115,10 @@ int gw_accept_allows_json(const char *value, size_t len)
         const char *semi = memchr(value, ';', item_len);
         size_t type_len = semi != NULL ? (size_t)(semi - value) : item_len;
         trim(&type, &type_len);
-        if (token_equals(type, type_len, "*/*") || token_equals(type, type_len, "application/*") ||
-            token_equals(type, type_len, "application/json") ||
-            token_equals(type, type_len, "application/vnd.oracle.adf.error+json"))
+        if ((token_equals(type, type_len, "*/*") || token_equals(type, type_len, "application/*") ||
+             token_equals(type, type_len, "application/json") ||
+             token_equals(type, type_len, "application/vnd.oracle.adf.error+json")) &&
+            !(semi != NULL && has_zero_quality(semi + 1, item_len - (size_t)(semi - value) - 1)))
             return 1;
         if (comma == NULL)
             break;

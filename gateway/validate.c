@@ -27,17 +27,44 @@ void gw_violations_init(gw_violations_t *list, gw_arena_t *arena, size_t max)
     list->max = max;
 }
 
+/* 413 and 415 say more than 400: the body was not even judged. */
+static int status_rank(int status)
+{
+    return status == 413 ? 3 : status == 415 ? 2 : 1;
+}
+
+static gw_violation_t *stored_report_mode(const gw_violations_t *list)
+{
+    for (size_t i = list->count; i-- > 0;)
+        if (list->items[i].mode != GW_MODE_ENFORCE)
+            return &list->items[i];
+    return NULL;
+}
+
+int gw_violations_has_room(const gw_violations_t *list, gw_mode_t mode)
+{
+    return list->count < list->max || (mode == GW_MODE_ENFORCE && stored_report_mode(list) != NULL);
+}
+
 gw_violation_t *gw_violations_add(gw_violations_t *list, const gw_violation_t *v)
 {
     ++list->total;
-    if (v->mode == GW_MODE_ENFORCE)
+    if (v->mode == GW_MODE_ENFORCE) {
+        int status = gw_violation_status(v->code);
         ++list->enforced;
-    if (list->count == list->max)
-        return NULL;
-    if (list->items == NULL)
+        if (list->status == 0 || status_rank(status) > status_rank(list->status))
+            list->status = status;
+    }
+    if (list->items == NULL && list->max != 0)
         list->items = gw_arena_alloc(list->arena, list->max * sizeof(*list->items));
-    list->items[list->count] = *v;
-    return &list->items[list->count++];
+    gw_violation_t *slot = NULL;
+    if (list->count < list->max)
+        slot = &list->items[list->count++];
+    else if (v->mode == GW_MODE_ENFORCE)
+        slot = stored_report_mode(list); /* the reported one is still counted in total */
+    if (slot != NULL)
+        *slot = *v;
+    return slot;
 }
 
 /* ---- building violations ----------------------------------------------- */
@@ -100,7 +127,7 @@ static gw_violation_t *report(walk_t *w, gw_violation_code_t code, gw_mode_t mod
     if (mode == GW_MODE_OFF)
         return NULL;
     gw_violation_t v = {.code = code, .mode = mode, .field = field, .limit = -1, .found = -1};
-    if (w->list->count == w->list->max) {
+    if (!gw_violations_has_room(w->list, mode)) {
         gw_violations_add(w->list, &v); /* counted, not stored: skip rendering the pointer */
         return NULL;
     }
@@ -282,10 +309,28 @@ static int push(walk_t *w, const char *key, size_t key_len, size_t index)
     return 0;
 }
 
+/* A container at the current path lies at level depth + 1: over the limit, it is refused and not entered. */
+static int over_depth_limit(walk_t *w)
+{
+    if (w->depth + 1 <= w->params->max_depth)
+        return 0;
+    if (!w->too_deep_reported) {
+        gw_violation_t *viol = report(w, GW_V_TOO_DEEP, GW_MODE_ENFORCE, NULL, 0, NULL);
+        if (viol != NULL)
+            viol->limit = (int64_t)w->params->max_depth;
+        w->too_deep_reported = 1;
+    }
+    return 1;
+}
+
 static void validate_array(walk_t *w, const gw_field_t *f, const json_t *v)
 {
     if (push(w, f->name, f->name_len, 0) != 0)
         return;
+    if (over_depth_limit(w)) {
+        --w->depth;
+        return;
+    }
     size_t i;
     json_t *item;
     json_array_foreach(v, i, item)
@@ -304,27 +349,20 @@ static void validate_array(walk_t *w, const gw_field_t *f, const json_t *v)
                 viol->expected = "object";
                 viol->actual = json_kind(item);
             }
+            --w->depth;
+            check_depth(w, item, NULL, 0); /* refused or not, it is never deeper than the limit */
+            continue;
         }
         --w->depth;
     }
     --w->depth;
 }
 
-static void validate_member(walk_t *w, const gw_schema_t *schema, const gw_field_t *f, const json_t *v)
+/* Checks a non-null value whose type needs no descent (an object without schema and "any" only count depth). */
+static void validate_scalar(walk_t *w, const gw_schema_t *schema, const gw_field_t *f, const json_t *v)
 {
-    if (f->read_only) {
-        report(w, GW_V_READ_ONLY, f->modes[GW_KIND_READ_ONLY], f->name, f->name_len, f->name);
-        return; /* refused even when null; nothing else about it matters */
-    }
-    if (f->create_only && w->params->operation == GW_OP_UPDATE) {
-        report(w, GW_V_CREATE_ONLY, f->modes[GW_KIND_CREATE_ONLY], f->name, f->name_len, f->name);
-        return;
-    }
-    if (json_is_null(v))
-        return; /* null clears a field; a required one is checked by the object */
     switch (f->type) {
     case GW_TYPE_ANY:
-        check_depth(w, v, f->name, f->name_len);
         break;
     case GW_TYPE_STRING:
         if (!json_is_string(v))
@@ -357,35 +395,44 @@ static void validate_member(walk_t *w, const gw_schema_t *schema, const gw_field
         }
         break;
     case GW_TYPE_OBJECT:
-        if (!json_is_object(v)) {
+        if (!json_is_object(v))
             type_error(w, f, v);
-        } else if (f->schema == NULL) {
-            check_depth(w, v, f->name, f->name_len);
-        } else if (push(w, f->name, f->name_len, 0) == 0) {
-            validate_object(w, f->schema, v);
-            --w->depth;
-        }
         break;
     case GW_TYPE_ARRAY:
-        if (!json_is_array(v))
-            type_error(w, f, v);
-        else
-            validate_array(w, f, v);
+        type_error(w, f, v); /* arrays were entered by the caller */
         break;
     }
 }
 
-static void validate_object(walk_t *w, const gw_schema_t *schema, const json_t *obj)
+static void validate_member(walk_t *w, const gw_schema_t *schema, const gw_field_t *f, const json_t *v)
 {
-    if (w->depth + 1 > w->params->max_depth) {
-        if (!w->too_deep_reported) {
-            gw_violation_t *viol = report(w, GW_V_TOO_DEEP, GW_MODE_ENFORCE, NULL, 0, NULL);
-            if (viol != NULL)
-                viol->limit = (int64_t)w->params->max_depth;
-            w->too_deep_reported = 1;
+    if (f->read_only) {
+        report(w, GW_V_READ_ONLY, f->modes[GW_KIND_READ_ONLY], f->name, f->name_len, f->name);
+    } else if (f->create_only && w->params->operation == GW_OP_UPDATE) {
+        report(w, GW_V_CREATE_ONLY, f->modes[GW_KIND_CREATE_ONLY], f->name, f->name_len, f->name);
+    } else if (json_is_null(v)) {
+        /* null clears a field; a required one is checked by the object */
+    } else if (f->type == GW_TYPE_OBJECT && json_is_object(v) && f->schema != NULL) {
+        if (push(w, f->name, f->name_len, 0) == 0) {
+            validate_object(w, f->schema, v);
+            --w->depth;
         }
         return;
+    } else if (f->type == GW_TYPE_ARRAY && json_is_array(v)) {
+        validate_array(w, f, v);
+        return;
+    } else {
+        validate_scalar(w, schema, f, v);
     }
+    /* whatever else happened to it, a value not entered above still counts towards the depth limit
+     * (the limit is structural: it holds in report and off modes too) */
+    check_depth(w, v, f->name, f->name_len);
+}
+
+static void validate_object(walk_t *w, const gw_schema_t *schema, const json_t *obj)
+{
+    if (over_depth_limit(w))
+        return;
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value)

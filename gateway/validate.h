@@ -17,12 +17,19 @@ typedef struct st_gw_violations_t {
     size_t total; /* found, including those over the cap */
     size_t max;
     size_t enforced; /* found with mode enforce (including over the cap) */
+    int status;      /* of the rejection, from every enforced violation found: 413 over 415 over 400 */
     gw_arena_t *arena;
 } gw_violations_t;
 
 void gw_violations_init(gw_violations_t *list, gw_arena_t *arena, size_t max);
-/** Adds a violation (copied); returns the stored copy or NULL when the cap was reached. */
+/**
+ * Adds a violation (copied); returns the stored copy, or NULL when it is only
+ * counted. When the list is full, an enforced violation takes the place of a
+ * stored report-mode one: a rejection must show its reasons.
+ */
 gw_violation_t *gw_violations_add(gw_violations_t *list, const gw_violation_t *v);
+/** Whether a violation of this mode would be stored (callers skip building its details otherwise). */
+int gw_violations_has_room(const gw_violations_t *list, gw_mode_t mode);
 
 typedef struct st_gw_validate_params_t {
     gw_operation_t operation;

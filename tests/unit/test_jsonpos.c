@@ -22,6 +22,7 @@ int main(void)
     expect_at("{\"\\u0041\": !}", 11, "/A"); /* escaped keys are decoded */
     expect_at("{\"x\": \"a,b[c{\", \"y\": !", 21, "/y"); /* brackets inside strings are not structure */
     expect_at("[[[[", 4, "/0/0/0/0");
+    expect_at("{\"a\": {\"Descr\xe9ption\": 1}}", 14, "/a"); /* a key cut off where the parser stopped names nothing */
     /* deep input is bounded: at most 64 levels are kept */
     char deep[2001];
     memset(deep, '[', 2000);

@@ -48,6 +48,10 @@ int main(void)
     CHECK(AC("text/html, application/vnd.oracle.adf.error+json;q=0.9"));
     CHECK(AC("application/*"));
     CHECK(!AC("text/plain"));
+    CHECK(!AC("application/json;q=0"));
+    CHECK(!AC("application/json; q=0.000, text/plain"));
+    CHECK(AC("application/json;q=0.5"));
+    CHECK(AC("text/plain;q=0, */*"));
     CHECK(!AC("text/html, text/plain"));
     return check_done();
 }

@@ -199,6 +199,30 @@ static void test_structure(void)
     INVALID("POST", "{\"req\":\"x\"} {}", "CRMGATE-INVALID-JSON ");
 }
 
+/* X-HTTP-Method-Override: a route of the override or of the real method validates; none escapes. */
+static void test_method_override(void)
+{
+    static const struct {
+        const char *method, *path, *override;
+        gw_operation_t want;
+    } cases[] = {
+        {"POST", "/r/1", "PATCH", GW_OP_UPDATE}, {"POST", "/r/1", " patch ", GW_OP_UPDATE},
+        {"PATCH", "/r/1", "GET", GW_OP_UPDATE},  {"POST", "/r", "", GW_OP_CREATE},
+        {"POST", "/r", "GET", GW_OP_CREATE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        gw_request_t req = {.method = cases[i].method, .method_len = strlen(cases[i].method), .path = cases[i].path,
+                            .path_len = strlen(cases[i].path),
+                            .method_override = {cases[i].override, strlen(cases[i].override), 1}};
+        gw_evaluator_reset(&ev);
+        const gw_route_t *route = gw_evaluate_route(&ev, rules, &req);
+        CHECK_REPORT(route != NULL && route->operation == cases[i].want, "%s %s with override \"%s\" is validated as %s",
+                     cases[i].method, cases[i].path, cases[i].override, cases[i].want == GW_OP_CREATE ? "create" : "update");
+    }
+    gw_request_t get = {.method = "GET", .method_len = 3, .path = "/r/1", .path_len = 4};
+    CHECK(gw_evaluate_route(&ev, rules, &get) == NULL);
+}
+
 static void test_cap(void)
 {
     gw_limits_t limits = GW_LIMITS_DEFAULT;
@@ -216,6 +240,14 @@ static void test_cap(void)
     gw_evaluator_dispose(&ev);
     gw_evaluator_init(&ev, &limits);
     CHECK(run("POST", "{\"req\":\"x\"}") == GW_DECISION_REJECT && result.status == 413); /* 11 bytes */
+    /* over the cap: the status still comes from every violation, and enforced ones displace reported ones */
+    limits.max_body = 1024;
+    limits.max_violations = 1;
+    gw_evaluator_dispose(&ev);
+    gw_evaluator_init(&ev, &limits);
+    CHECK(run("POST", "{\"req\":\"x\",\"kids\":[{\"x\":1}],\"s\":\"long\"}") == GW_DECISION_REJECT);
+    CHECK_STR_EQ(summary(), "CRMGATE-MAX-LENGTH /s");
+    CHECK_INT_EQ(result.violations.total, 2);
     CHECK(run("POST", "{\"req\":\"\"}") == GW_DECISION_FORWARD);                         /* 10 bytes */
     gw_evaluator_dispose(&ev);
     gw_evaluator_init(&ev, &(gw_limits_t)GW_LIMITS_DEFAULT);
@@ -237,6 +269,7 @@ int main(void)
     test_nesting();
     test_depth();
     test_structure();
+    test_method_override();
     test_cap();
     gw_evaluator_dispose(&ev);
     gw_ruleset_release(rules);
