@@ -117,7 +117,9 @@ static void send_rejection(gw_server_t *server, h2o_req_t *req, const gw_result_
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, rendered.content_type,
                    strlen(rendered.content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    gw__rejection_in_progress = req; /* filters are set up within h2o_send_inline */
     h2o_send_inline(req, rendered.body.base, rendered.body.len); /* copies the body into the request pool */
+    gw__rejection_in_progress = NULL;
     gw_buf_dispose(&rendered.body);
 }
 

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <jansson.h>
 #include "render.h"
 
@@ -16,6 +17,18 @@ const char *gw_status_title(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 502:
@@ -55,9 +68,11 @@ void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out)
         gw_buf_printf(out, "%s \"%s\" is not a code of lookup %s.", subject(v), excerpt, v->expected);
         break;
     case GW_V_TYPE:
-        gw_buf_printf(out, "%s must be %s%s, not %s.", subject(v),
-                      strcmp(v->expected, "int32") == 0 || strcmp(v->expected, "int64") == 0 ? "an " : "a ",
-                      strcmp(v->expected, "bool") == 0 ? "boolean" : v->expected, v->actual);
+    {
+        const char *type = strcmp(v->expected, "bool") == 0 ? "boolean" : v->expected;
+        gw_buf_printf(out, "%s must be %s %s, not %s.", subject(v), strchr("aeiou", type[0]) != NULL ? "an" : "a", type,
+                      v->actual);
+    }
         break;
     case GW_V_NUMBER_RANGE:
         gw_buf_printf(out, "%s is out of range for %s (-2147483648 to 2147483647).", subject(v), v->expected);
@@ -134,6 +149,18 @@ void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out)
                           "Content-Type \"%s\" is not accepted; use application/json or "
                           "application/vnd.oracle.adf.resourceitem+json (charset, if given, UTF-8).",
                           excerpt);
+        break;
+    case GW_V_UPSTREAM_ERROR:
+        if (v->excerpt != NULL && v->excerpt[0] != '\0')
+            gw_buf_printf(out, "The CRM answered %" PRId64 " with %s: \"%s\".", v->found, v->actual, excerpt);
+        else
+            gw_buf_printf(out, "The CRM answered %" PRId64 " with %s.", v->found, v->actual);
+        break;
+    case GW_V_UPSTREAM_UNREACHABLE:
+        gw_buf_printf(out, "The CRM could not be reached or broke the connection: %s.", excerpt);
+        break;
+    case GW_V_UPSTREAM_TIMEOUT:
+        gw_buf_printf(out, "The CRM did not answer within %" PRId64 " ms.", v->limit);
         break;
     case GW_V__COUNT:
         break;
@@ -233,14 +260,20 @@ static void render_problem_json(const gw_result_t *result, const char *request_i
         ++shown;
     }
     gw_buf_t detail = GW_BUF_INIT;
-    gw_buf_printf(&detail, "The request was refused: %zu violation%s.", result->violations.enforced,
-                  result->violations.enforced == 1 ? "" : "s");
+    if (result->violations.count == 1 && gw_violation_kind(result->violations.items[0].code) == GW_KIND_UPSTREAM)
+        gw_violation_detail(&result->violations.items[0], &detail);
+    else
+        gw_buf_printf(&detail, "The request was refused: %zu violation%s.", result->violations.enforced,
+                      result->violations.enforced == 1 ? "" : "s");
     if (result->violations.total > result->violations.count) {
         gw_buf_append(&detail, " ", 1);
         more_note(result, &detail);
     }
     json_t *doc = json_object();
-    json_object_set_new(doc, "type", json_string("urn:crmgate:problem:request-rejected"));
+    json_object_set_new(doc, "type", json_string(result->violations.count == 1 &&
+                                                         gw_violation_kind(result->violations.items[0].code) == GW_KIND_UPSTREAM
+                                                     ? "urn:crmgate:problem:upstream-error"
+                                                     : "urn:crmgate:problem:request-rejected"));
     json_object_set_new(doc, "title", json_string(gw_status_title(result->status)));
     json_object_set_new(doc, "status", json_integer(result->status));
     json_object_set_new(doc, "detail", json_string(detail.base));
@@ -265,4 +298,64 @@ void gw_render_rejection(const gw_result_t *result, gw_error_format_t format, co
         out->content_type = "text/plain; charset=utf-8";
         render_text(result, &out->body);
     }
+}
+
+void gw_render_upstream_error(gw_violation_code_t code, int status, const char *what, const char *excerpt, int64_t timeout_ms,
+                              gw_negotiation_t negotiation, gw_error_format_t format, const char *request_id,
+                              gw_rendered_t *out)
+{
+    gw_violation_t v = {.code = code, .mode = GW_MODE_ENFORCE, .pointer = "", .actual = what, .excerpt = excerpt,
+                        .limit = code == GW_V_UPSTREAM_TIMEOUT ? timeout_ms : -1, .found = status};
+    gw_result_t result;
+    memset(&result, 0, sizeof(result));
+    result.decision = GW_DECISION_REJECT;
+    result.status = status;
+    result.framework_version = negotiation.framework_version;
+    result.accepts_json = negotiation.accepts_json;
+    result.violations.items = &v;
+    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
+    gw_render_rejection(&result, format, request_id, out);
+}
+
+/* Skips an HTML element whose content is not text (script, style); returns the offset after its end tag. */
+static size_t skip_raw_element(const char *body, size_t len, size_t i, const char *name)
+{
+    size_t name_len = strlen(name);
+    for (; i + name_len + 2 <= len; ++i)
+        if (body[i] == '<' && body[i + 1] == '/' && strncasecmp(body + i + 2, name, name_len) == 0)
+            return i;
+    return len;
+}
+
+void gw_upstream_excerpt(const char *body, size_t len, int is_html, size_t max_chars, gw_buf_t *out)
+{
+    gw_buf_t text = GW_BUF_INIT;
+    int space = 0;
+    for (size_t i = 0; i < len && text.len < max_chars * 4; ++i) {
+        char c = body[i];
+        if (is_html && c == '<') {
+            const char *raw = i + 7 <= len && strncasecmp(body + i + 1, "script", 6) == 0  ? "script"
+                              : i + 6 <= len && strncasecmp(body + i + 1, "style", 5) == 0 ? "style"
+                                                                                         : NULL;
+            const char *end = memchr(body + i, '>', len - i);
+            if (end == NULL)
+                break;
+            i = (size_t)(end - body);
+            if (raw != NULL)
+                i = skip_raw_element(body, len, i, raw);
+            space = 1;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            space = 1;
+            continue;
+        }
+        if (space && text.len != 0)
+            gw_buf_append(&text, " ", 1);
+        space = 0;
+        gw_buf_append(&text, &c, 1);
+    }
+    if (text.len != 0)
+        gw_buf_append_excerpt(out, text.base, text.len, max_chars, 1);
+    gw_buf_dispose(&text);
 }

@@ -22,6 +22,30 @@ typedef struct st_gw_rendered_t {
 void gw_render_rejection(const gw_result_t *result, gw_error_format_t format, const char *request_id,
                          gw_rendered_t *out);
 
+/** What a client negotiated for its error documents (from REST-Framework-Version and Accept). */
+typedef struct st_gw_negotiation_t {
+    int framework_version;
+    int accepts_json;
+} gw_negotiation_t;
+
+/**
+ * Renders an error of the CRM, or of the way to it, in the negotiated format.
+ * code: GW_V_UPSTREAM_ERROR (the CRM answered `status` with a body that is not
+ * Oracle JSON: `what` says what it was, `excerpt` quotes it, already escaped),
+ * GW_V_UPSTREAM_UNREACHABLE (502; `excerpt` is the reason) or
+ * GW_V_UPSTREAM_TIMEOUT (504; `timeout_ms` the limit).
+ */
+void gw_render_upstream_error(gw_violation_code_t code, int status, const char *what, const char *excerpt, int64_t timeout_ms,
+                              gw_negotiation_t negotiation, gw_error_format_t format, const char *request_id,
+                              gw_rendered_t *out);
+
+/**
+ * Appends a short, escaped excerpt of an upstream error body: for HTML, its
+ * text without tags, scripts and styles; white space is collapsed, and at most
+ * max_chars characters are kept.
+ */
+void gw_upstream_excerpt(const char *body, size_t len, int is_html, size_t max_chars, gw_buf_t *out);
+
 /** Appends the human-readable sentence for one violation. */
 void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out);
 

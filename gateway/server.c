@@ -18,8 +18,10 @@
 #define GW_SHUTDOWN_GRACE_MS 10000
 
 /* The body h2o itself will buffer. crmgate answers 413 above limits.max-body on
- * its own (h2o's limit resets HTTP/2 streams instead), so h2o's must be higher. */
-#define GW_H2O_ENTITY_LIMIT ((size_t)1024 * 1024 * 1024)
+ * its own (h2o's limit resets HTTP/2 streams instead, and clients retry), so
+ * h2o's must be higher; it stays bounded so that no request can hold much more. */
+#define GW_H2O_ENTITY_LIMIT_MIN ((size_t)16 * 1024 * 1024)
+#define GW_H2O_ENTITY_LIMIT_FACTOR 16
 
 struct st_gw_worker_t {
     gw_server_t *server;
@@ -93,10 +95,34 @@ static int open_listener(const gw_hostport_t *hp, uint16_t port, int reuseport, 
     return fd;
 }
 
+/* SO_REUSEPORT would let another process of the same user join our port and take
+ * half of its connections: a socket without it can bind only if nobody holds the port. */
+static int port_is_free(const gw_hostport_t *hp)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *res;
+    char port_str[8];
+    snprintf(port_str, sizeof(port_str), "%u", hp->port);
+    if (getaddrinfo(hp->host, port_str, &hints, &res) != 0)
+        return 1; /* open_listener reports it */
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, free_port = 1;
+    if (fd != -1 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 && errno == EADDRINUSE) {
+        gw_log_error("cannot listen on %s:%u: the port is in use (by another crmgate?)", hp->host, hp->port);
+        free_port = 0;
+    }
+    if (fd != -1)
+        close(fd);
+    freeaddrinfo(res);
+    return free_port;
+}
+
 /* One listening socket per worker, all on the same port: the first fixes the port when 0 was asked for. */
 static int open_listeners(gw_server_t *server)
 {
     uint16_t port = server->config->listen.port, bound;
+    if (port != 0 && !port_is_free(&server->config->listen))
+        return -1;
     for (unsigned i = 0; i < server->nthreads; ++i) {
         if ((server->listen_fds[i] = open_listener(&server->config->listen, port, 1, &bound)) == -1)
             return -1;
@@ -233,11 +259,13 @@ static int setup_traffic(gw_server_t *server)
         return -1;
     }
     h2o_config_init(&server->globalconf);
-    server->globalconf.max_request_entity_size = GW_H2O_ENTITY_LIMIT;
+    size_t h2o_limit = config->limits.max_body * GW_H2O_ENTITY_LIMIT_FACTOR;
+    server->globalconf.max_request_entity_size = h2o_limit > GW_H2O_ENTITY_LIMIT_MIN ? h2o_limit : GW_H2O_ENTITY_LIMIT_MIN;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
     h2o_hostconf_t *host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     gw_handler_register(pathconf, server);
+    gw_rewrite_register(pathconf, server);
     h2o_proxy_config_vars_t proxy = {
         .io_timeout = config->upstream_io_timeout_ms,
         .keepalive_timeout = config->upstream_keepalive_ms,

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <h2o.h>
 #include "config.h"
+#include "evaluate.h"
 #include "rules.h"
 
 typedef struct st_gw_worker_t gw_worker_t;
@@ -41,6 +42,10 @@ void gw_server_track_request(h2o_req_t *req);
 
 /* handler.c: the validating handler (placed first on the path) and the response filter. */
 void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
+/* rewrite.c: upstream errors in the negotiated format. */
+void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server);
+/* Set by the handler while it sends its own rejection, so the rewrite filter leaves it alone. */
+extern __thread h2o_req_t *gw__rejection_in_progress;
 /* admin.c: /-/healthz and friends. */
 void gw_admin_register(h2o_hostconf_t *hostconf, gw_server_t *server);
 

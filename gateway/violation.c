@@ -28,7 +28,8 @@ gw_rule_kind_t gw_violation_kind(gw_violation_code_t code)
 const char *gw_rule_kind_name(gw_rule_kind_t kind)
 {
     static const char *names[GW_KIND__COUNT] = {"maxLength", "readOnly", "createOnly", "lookup", "type",
-                                                "pattern",   "unknown",  "required",   "headers", "structure"};
+                                                "pattern",   "unknown",  "required",   "headers", "structure",
+                                                "upstream"};
     return names[kind];
 }
 

@@ -1,7 +1,8 @@
 /*
- * Every reason crmgate can refuse a request, in one list: the stable code
- * shown to clients, the HTTP status, the rule kind that modes are set by, and
- * the title. The codes are an API: never rename or reuse one.
+ * Every reason crmgate answers with an error, in one list: the stable code
+ * shown to clients, the HTTP status, and the rule kind that modes are set by.
+ * The upstream codes describe errors of the CRM (the status is then the
+ * CRM's). The codes are an API: never rename or reuse one.
  */
 #ifndef GW_VIOLATION_H
 #define GW_VIOLATION_H
@@ -33,7 +34,10 @@
     X(EMPTY_BODY, "CRMGATE-EMPTY-BODY", 400, GW_KIND_STRUCTURE)                                                                \
     X(TOO_DEEP, "CRMGATE-TOO-DEEP", 400, GW_KIND_STRUCTURE)                                                                    \
     X(BODY_TOO_LARGE, "CRMGATE-BODY-TOO-LARGE", 413, GW_KIND_STRUCTURE)                                                        \
-    X(MEDIA_TYPE, "CRMGATE-MEDIA-TYPE", 415, GW_KIND_STRUCTURE)
+    X(MEDIA_TYPE, "CRMGATE-MEDIA-TYPE", 415, GW_KIND_STRUCTURE)                                                                \
+    X(UPSTREAM_ERROR, "CRMGATE-UPSTREAM-ERROR", 500, GW_KIND_UPSTREAM)                                                         \
+    X(UPSTREAM_UNREACHABLE, "CRMGATE-UPSTREAM-UNREACHABLE", 502, GW_KIND_UPSTREAM)                                             \
+    X(UPSTREAM_TIMEOUT, "CRMGATE-UPSTREAM-TIMEOUT", 504, GW_KIND_UPSTREAM)
 
 typedef enum en_gw_violation_code_t {
 #define GW_X(id, code, status, kind) GW_V_##id,
@@ -54,6 +58,7 @@ typedef enum en_gw_rule_kind_t {
     GW_KIND_REQUIRED,
     GW_KIND_HEADERS,
     GW_KIND_STRUCTURE,
+    GW_KIND_UPSTREAM, /* not a rule: what the CRM or the way to it did */
     GW_KIND__COUNT
 } gw_rule_kind_t;
 

@@ -27,7 +27,8 @@ static void test_routes(const gw_ruleset_t *rules)
     const gw_route_t *r = match(rules, "POST", "/crmRestApi/resources/11.13.18.05/interactions");
     CHECK(r != NULL && strcmp(r->schema->name, "interaction") == 0 && r->operation == GW_OP_CREATE);
     CHECK(match(rules, "POST", "/crmRestApi/resources/latest/interactions") != NULL);
-    CHECK(match(rules, "POST", "/crmRestApi/resources/11.13.18.06/interactions") == NULL);
+    CHECK(match(rules, "POST", "/crmRestApi/resources/11.12.1.0/interactions") != NULL); /* every version is validated */
+    CHECK(match(rules, "POST", "/crmRestApi/resources/v1/interactions") == NULL);
     CHECK(match(rules, "POST", "/crmRestApi/resources/11x13x18x05/interactions") == NULL); /* dots are literal */
     CHECK(match(rules, "GET", "/crmRestApi/resources/11.13.18.05/interactions") == NULL);
     CHECK(match(rules, "POST", "/crmRestApi/resources/11.13.18.05/interactionsX") == NULL);
