@@ -23,8 +23,10 @@ typedef struct st_gw_handler_t {
 /* Per worker thread: the evaluator's arena and PCRE2 state. */
 typedef struct st_gw_handler_context_t {
     gw_evaluator_t evaluator;
-    uint64_t id_state[2];
 } gw_handler_context_t;
+
+/* Per thread, seeded from getrandom() on first use: ids must be unique, not secret. */
+static __thread uint64_t id_state[2];
 
 static const h2o_iovec_t request_id_name = {"x-request-id", sizeof("x-request-id") - 1};
 
@@ -50,16 +52,16 @@ static int request_id_acceptable(h2o_iovec_t v)
     return 1;
 }
 
-/* The client's id when it is short and printable; otherwise a new one, also sent upstream. */
-static h2o_iovec_t ensure_request_id(gw_handler_context_t *hctx, h2o_req_t *req)
+h2o_iovec_t gw_request_id_ensure(h2o_req_t *req)
 {
     ssize_t i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1);
     if (i != -1 && request_id_acceptable(req->headers.entries[i].value) &&
         h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, i) == -1)
         return req->headers.entries[i].value;
+    if ((id_state[0] | id_state[1]) == 0 && getrandom(id_state, sizeof(id_state), 0) != sizeof(id_state))
+        gw_fatal("cannot seed request ids from getrandom()");
     char *id = h2o_mem_alloc_pool(&req->pool, 33);
-    snprintf(id, 33, "%016llx%016llx", (unsigned long long)next_random(hctx->id_state),
-             (unsigned long long)next_random(hctx->id_state));
+    snprintf(id, 33, "%016llx%016llx", (unsigned long long)next_random(id_state), (unsigned long long)next_random(id_state));
     /* drop every copy the client sent, then add ours */
     while ((i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1)) != -1)
         h2o_delete_header(&req->headers, i);
@@ -128,10 +130,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_handler_t *handler = (gw_handler_t *)self;
     gw_handler_context_t *hctx = h2o_context_get_handler_context(req->conn->ctx, self);
     gw_server_track_request(req);
-    h2o_iovec_t request_id = ensure_request_id(hctx, req);
+    int body_cut = gw_bodyguard_on_request(req);
+    h2o_iovec_t request_id = gw_request_id_ensure(req);
 
     gw_request_t greq;
     read_request(req, &greq);
+    greq.body_too_large = body_cut;
     gw_ruleset_t *rules = atomic_load_explicit(&handler->server->rules, memory_order_acquire);
     gw_evaluator_reset(&hctx->evaluator);
     const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
@@ -151,9 +155,6 @@ static void on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
     gw_handler_t *handler = (gw_handler_t *)self;
     gw_handler_context_t *hctx = h2o_mem_alloc(sizeof(*hctx));
     gw_evaluator_init(&hctx->evaluator, &handler->server->config->limits);
-    if (getrandom(hctx->id_state, sizeof(hctx->id_state), 0) != sizeof(hctx->id_state) ||
-        (hctx->id_state[0] | hctx->id_state[1]) == 0)
-        gw_fatal("cannot seed request ids from getrandom()");
     h2o_context_set_handler_context(ctx, self, hctx);
 }
 

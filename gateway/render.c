@@ -150,6 +150,9 @@ void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out)
                           "application/vnd.oracle.adf.resourceitem+json (charset, if given, UTF-8).",
                           excerpt);
         break;
+    case GW_V_BAD_REQUEST:
+        gw_buf_printf(out, "The request is not valid HTTP: %s.", excerpt);
+        break;
     case GW_V_UPSTREAM_ERROR:
         if (v->excerpt != NULL && v->excerpt[0] != '\0')
             gw_buf_printf(out, "The CRM answered %" PRId64 " with %s: \"%s\".", v->found, v->actual, excerpt);
@@ -300,21 +303,28 @@ void gw_render_rejection(const gw_result_t *result, gw_error_format_t format, co
     }
 }
 
-void gw_render_upstream_error(gw_violation_code_t code, int status, const char *what, const char *excerpt, int64_t timeout_ms,
-                              gw_negotiation_t negotiation, gw_error_format_t format, const char *request_id,
-                              gw_rendered_t *out)
+void gw_render_violation(const gw_violation_t *v, int status, gw_negotiation_t negotiation, gw_error_format_t format,
+                         const char *request_id, gw_rendered_t *out)
 {
-    gw_violation_t v = {.code = code, .mode = GW_MODE_ENFORCE, .pointer = "", .actual = what, .excerpt = excerpt,
-                        .limit = code == GW_V_UPSTREAM_TIMEOUT ? timeout_ms : -1, .found = status};
+    gw_violation_t copy = *v;
     gw_result_t result;
     memset(&result, 0, sizeof(result));
     result.decision = GW_DECISION_REJECT;
     result.status = status;
     result.framework_version = negotiation.framework_version;
     result.accepts_json = negotiation.accepts_json;
-    result.violations.items = &v;
+    result.violations.items = &copy;
     result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
     gw_render_rejection(&result, format, request_id, out);
+}
+
+void gw_render_upstream_error(gw_violation_code_t code, int status, const char *what, const char *excerpt, int64_t timeout_ms,
+                              gw_negotiation_t negotiation, gw_error_format_t format, const char *request_id,
+                              gw_rendered_t *out)
+{
+    gw_violation_t v = {.code = code, .mode = GW_MODE_ENFORCE, .pointer = "", .actual = what, .excerpt = excerpt,
+                        .limit = code == GW_V_UPSTREAM_TIMEOUT ? timeout_ms : -1, .found = status};
+    gw_render_violation(&v, status, negotiation, format, request_id, out);
 }
 
 /* Skips an HTML element whose content is not text (script, style); returns the offset after its end tag. */

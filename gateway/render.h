@@ -39,6 +39,10 @@ void gw_render_upstream_error(gw_violation_code_t code, int status, const char *
                               gw_negotiation_t negotiation, gw_error_format_t format, const char *request_id,
                               gw_rendered_t *out);
 
+/** Renders one violation as the whole error, with the given status (e.g. h2o's own refusals). */
+void gw_render_violation(const gw_violation_t *v, int status, gw_negotiation_t negotiation, gw_error_format_t format,
+                         const char *request_id, gw_rendered_t *out);
+
 /**
  * Appends a short, escaped excerpt of an upstream error body: for HTML, its
  * text without tags, scripts and styles; white space is collapsed, and at most

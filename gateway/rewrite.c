@@ -98,12 +98,11 @@ static gw_negotiation_t negotiation_of(h2o_req_t *req, const gw_limits_t *limits
     return n;
 }
 
+/* Requests h2o refused before routing never met the handler: they get their id here. */
 static const char *request_id_of(h2o_req_t *req)
 {
-    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
-    if (i == -1)
-        return NULL;
-    return h2o_strdup(&req->pool, req->headers.entries[i].value.base, req->headers.entries[i].value.len).base;
+    h2o_iovec_t id = gw_request_id_ensure(req);
+    return h2o_strdup(&req->pool, id.base, id.len).base;
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -142,16 +141,29 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
     int status = req->res.status, is_html;
     const char *what = describe_body(ct, self->captured_len, &is_html);
     gw_upstream_excerpt(self->captured, self->captured_len, is_html, GW_EXCERPT_CHARS, &excerpt);
-    if (self->generated_by_proxy) {
-        /* h2o's proxy reports its failures as a 502 whose body is the reason */
-        int timeout = self->captured_len >= 11 && memcmp(self->captured, "I/O timeout", 11) == 0;
-        code = timeout ? GW_V_UPSTREAM_TIMEOUT : GW_V_UPSTREAM_UNREACHABLE;
-        status = timeout ? 504 : 502;
-    }
     gw_rendered_t rendered;
-    gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)server->config->upstream_io_timeout_ms,
-                             negotiation_of(req, &server->config->limits), server->config->error_format, request_id_of(req),
-                             &rendered);
+    gw_negotiation_t negotiation = negotiation_of(req, &server->config->limits);
+    const char *request_id = request_id_of(req);
+    if (self->generated_by_proxy && status == 413) {
+        /* h2o refused a body over its limit before reading it: the same 413 crmgate gives */
+        gw_violation_t v = {.code = GW_V_BODY_TOO_LARGE, .mode = GW_MODE_ENFORCE, .pointer = "",
+                            .limit = (int64_t)server->config->limits.max_body, .found = -1};
+        gw_render_violation(&v, 413, negotiation, server->config->error_format, request_id, &rendered);
+    } else if (self->generated_by_proxy && status < 500) {
+        /* h2o refused the request itself (broken chunked encoding, a bad request line...) */
+        gw_violation_t v = {.code = GW_V_BAD_REQUEST, .mode = GW_MODE_ENFORCE, .pointer = "", .excerpt = excerpt.base,
+                            .limit = -1, .found = -1};
+        gw_render_violation(&v, status, negotiation, server->config->error_format, request_id, &rendered);
+    } else {
+        if (self->generated_by_proxy) {
+            /* h2o's proxy reports its failures as a 502 whose body is the reason */
+            int timeout = self->captured_len >= 11 && memcmp(self->captured, "I/O timeout", 11) == 0;
+            code = timeout ? GW_V_UPSTREAM_TIMEOUT : GW_V_UPSTREAM_UNREACHABLE;
+            status = timeout ? 504 : 502;
+        }
+        gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)server->config->upstream_io_timeout_ms,
+                                 negotiation, server->config->error_format, request_id, &rendered);
+    }
     gw_buf_dispose(&excerpt);
     req->res.status = status;
     req->res.reason = gw_status_title(status);
@@ -159,6 +171,8 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    h2o_strdup(&req->pool, rendered.content_type, SIZE_MAX).base, strlen(rendered.content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, "X-Request-ID", request_id,
+                          strlen(request_id));
     h2o_iovec_t body = h2o_strdup(&req->pool, rendered.body.base, rendered.body.len);
     gw_buf_dispose(&rendered.body);
     send_downstream(self, req, body.base, body.len);
@@ -240,6 +254,7 @@ void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server)
     filter->super.on_setup_ostream = on_setup_ostream;
     filter->server = server;
     /* h2o puts a new filter first: this one runs before the chunked encoder that h2o
-     * registers on every path, which it must, as it decides the length */
+     * registers on every path, which it must, as it decides the length (and before
+     * the request-id filter, which then sees the final headers) */
     assert(pathconf->filters.entries[0] == &filter->super);
 }

@@ -17,11 +17,12 @@
 
 #define GW_SHUTDOWN_GRACE_MS 10000
 
-/* The body h2o itself will buffer. crmgate answers 413 above limits.max-body on
- * its own (h2o's limit resets HTTP/2 streams instead, and clients retry), so
- * h2o's must be higher; it stays bounded so that no request can hold much more. */
-#define GW_H2O_ENTITY_LIMIT_MIN ((size_t)16 * 1024 * 1024)
-#define GW_H2O_ENTITY_LIMIT_FACTOR 16
+/* h2o's own body limit sits just above limits.max-body: the handler answers 413
+ * for a body of max-body + 1 (which the HTTP/2 body guard cuts an oversized
+ * stream down to), and h2o refuses larger HTTP/1.1 bodies before reading them
+ * (that 413 is rewritten into crmgate's format). The slack covers the first
+ * flow-control window of an HTTP/2 connection, read before the guard is attached. */
+#define GW_H2O_ENTITY_SLACK ((size_t)64 * 1024)
 
 struct st_gw_worker_t {
     gw_server_t *server;
@@ -148,6 +149,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
     h2o_accept(accept_ctx, sock);
+    if (accept_ctx == &current_worker->accept_ctx)
+        gw_bodyguard_attach(sock, current_worker->server->config->limits.max_body);
 }
 
 static h2o_socket_t *start_listening(h2o_loop_t *loop, int fd, h2o_accept_ctx_t *accept_ctx)
@@ -259,13 +262,15 @@ static int setup_traffic(gw_server_t *server)
         return -1;
     }
     h2o_config_init(&server->globalconf);
-    size_t h2o_limit = config->limits.max_body * GW_H2O_ENTITY_LIMIT_FACTOR;
-    server->globalconf.max_request_entity_size = h2o_limit > GW_H2O_ENTITY_LIMIT_MIN ? h2o_limit : GW_H2O_ENTITY_LIMIT_MIN;
+    server->globalconf.max_request_entity_size = config->limits.max_body + 1 + GW_H2O_ENTITY_SLACK;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
     h2o_hostconf_t *host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     gw_handler_register(pathconf, server);
     gw_rewrite_register(pathconf, server);
+    /* h2o answers some requests before routing them (a body over its limit, broken chunked
+     * encoding): those use the host's fallback path, where the rewrite filter must be too */
+    gw_rewrite_register(&host->fallback_path, server);
     h2o_proxy_config_vars_t proxy = {
         .io_timeout = config->upstream_io_timeout_ms,
         .keepalive_timeout = config->upstream_keepalive_ms,

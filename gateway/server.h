@@ -42,10 +42,19 @@ void gw_server_track_request(h2o_req_t *req);
 
 /* handler.c: the validating handler (placed first on the path) and the response filter. */
 void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
+/**
+ * handler.c: the request's X-Request-ID: the client's when it is short and printable,
+ * otherwise a new one, put in the request headers (so it also goes upstream).
+ */
+h2o_iovec_t gw_request_id_ensure(h2o_req_t *req);
 /* rewrite.c: upstream errors in the negotiated format. */
 void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server);
 /* Set by the handler while it sends its own rejection, so the rewrite filter leaves it alone. */
 extern __thread h2o_req_t *gw__rejection_in_progress;
+/* bodyguard.c: limits.max-body enforced on HTTP/2 frames, so that no stream is reset or buffered past it. */
+void gw_bodyguard_attach(h2o_socket_t *sock, size_t max_body);
+/** Returns 1 when the guard cut this request's body at the limit (the body is then over the limit, its size unknown). */
+int gw_bodyguard_on_request(h2o_req_t *req);
 /* admin.c: /-/healthz and friends. */
 void gw_admin_register(h2o_hostconf_t *hostconf, gw_server_t *server);
 
