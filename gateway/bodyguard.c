@@ -54,6 +54,11 @@ typedef struct st_gw_conn_guard_t {
     h2o_socket_cb inner_read;    /* h2o's read callback, while the socket is wrapped */
     h2o_http2_conn_t *h2;        /* set once the connection speaks HTTP/2 */
     read_expect_cb inner_expect; /* h2o's frame parser for the current state */
+    void *handshake_data;        /* TLS: the socket's data during the handshake (then it becomes the connection) */
+    h2o_socket_t *sock;
+    h2o_loop_t *loop;
+    h2o_timeout_t *poll_timeout;
+    h2o_timeout_entry_t handshake_poll; /* TLS: looks for the end of the handshake every millisecond */
     body_stream_t streams[MAX_TRACKED_STREAMS];
     unsigned depth; /* nesting of our callbacks: the guard is freed only outside them */
     int closed;
@@ -62,6 +67,8 @@ typedef struct st_gw_conn_guard_t {
 static void on_socket_close(void *data)
 {
     gw_conn_guard_t *guard = data;
+    if (h2o_timeout_is_linked(&guard->handshake_poll))
+        h2o_timeout_unlink(&guard->handshake_poll);
     guard->closed = 1;
     if (guard->depth == 0)
         free(guard);
@@ -298,8 +305,12 @@ static void on_read(h2o_socket_t *sock, const char *err)
         return;
     if (hidden != 0)
         sock->input->size += hidden; /* h2o consumed the preface: the rest follows the byte it kept */
-    /* a cleartext socket's data is its connection: the HTTP/1 one, or the HTTP/2 one after the preface */
-    if (sock->ssl == NULL && is_http2_conn(sock->data)) {
+    /* a socket's data is its connection (the HTTP/1 one, or the HTTP/2 one after the preface), except
+     * during a TLS handshake. A TLS connection's first flight is not cut (it cannot be: it is decrypted and
+     * parsed inside the handshake's callback), but it is bounded by the 64 KiB windows of RFC 9113
+     * until h2o's SETTINGS arrive, and h2o's own limit leaves room for that. */
+    int is_conn = sock->ssl == NULL || sock->data != guard->handshake_data;
+    if (is_conn && is_http2_conn(sock->data)) {
         attach_h2(guard, sock->data);
         if (sock->_cb.read == on_read)
             sock->_cb.read = guard->inner_read; /* the frame parser is guarded now; the socket need not be */
@@ -313,7 +324,21 @@ static void on_read(h2o_socket_t *sock, const char *err)
     }
 }
 
-void gw_bodyguard_attach(h2o_socket_t *sock, size_t max_body)
+/* h2o completes a TLS handshake and starts HTTP/2 where no hook reaches (possibly in a write callback):
+ * the guard checks every millisecond, well before the client can send past its first flight (it waits
+ * for h2o's SETTINGS, a round trip away). A zero timeout would run again at once, in the same pass. */
+static void on_handshake_poll(h2o_timeout_entry_t *entry)
+{
+    gw_conn_guard_t *guard = H2O_STRUCT_FROM_MEMBER(gw_conn_guard_t, handshake_poll, entry);
+    if (guard->sock->data == guard->handshake_data) {
+        h2o_timeout_link(guard->loop, guard->poll_timeout, &guard->handshake_poll);
+        return;
+    }
+    if (is_http2_conn(guard->sock->data))
+        attach_h2(guard, guard->sock->data);
+}
+
+void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, size_t max_body)
 {
     if (sock->on_close.cb != NULL)
         return; /* not ours to use */
@@ -321,6 +346,13 @@ void gw_bodyguard_attach(h2o_socket_t *sock, size_t max_body)
     if (guard == NULL)
         gw_fatal("out of memory (body guard)");
     guard->max_body = max_body;
+    guard->sock = sock;
+    guard->loop = loop;
+    guard->poll_timeout = poll_timeout;
+    guard->handshake_poll.cb = on_handshake_poll;
+    guard->handshake_data = sock->ssl != NULL ? sock->data : NULL;
+    if (sock->ssl != NULL)
+        h2o_timeout_link(loop, poll_timeout, &guard->handshake_poll);
     sock->on_close.cb = on_socket_close;
     sock->on_close.data = guard;
     if (sock->_cb.read != NULL) {

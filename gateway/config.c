@@ -236,6 +236,8 @@ static int apply_mapping(load_t *ld, const char *what, yaml_node_t *map, const k
 
 /* ---- the keys ----------------------------------------------------------- */
 
+static char *resolve_path(const char *base_dir, const char *path);
+
 static int set_hostport(load_t *ld, const char *key, yaml_node_t *value, gw_hostport_t *out)
 {
     const char *s = scalar(ld, key, value);
@@ -314,19 +316,67 @@ static int set_keepalive(load_t *ld, const char *key, yaml_node_t *value)
 
 static int set_io_timeout(load_t *ld, const char *key, yaml_node_t *value)
 {
-    if (set_duration(ld, "upstream.io-timeout", value, &ld->config->upstream_io_timeout_ms) != 0)
+    if (set_duration(ld, "upstream.timeout.io", value, &ld->config->upstream_io_timeout_ms) != 0)
         return -1;
     if (ld->config->upstream_io_timeout_ms == 0) {
-        fail(ld, value, "upstream.io-timeout: must be more than 0");
+        fail(ld, value, "upstream.timeout.io: must be more than 0");
         return -1;
     }
     return 0;
 }
 
+static int set_timeouts(load_t *ld, const char *key, yaml_node_t *value)
+{
+    /* h2o 2.2.5's proxy has a single timeout, which covers connecting as well: no separate connect key */
+    static const key_def_t defs[] = {{"io", set_io_timeout}, {NULL, NULL}};
+    return apply_mapping(ld, "upstream.timeout", value, defs);
+}
+
+static int set_file(load_t *ld, const char *key, yaml_node_t *value, char **out)
+{
+    const char *s = scalar(ld, key, value);
+    if (s == NULL)
+        return -1;
+    if (*s == '\0') {
+        fail(ld, value, "%s: a file name is required", key);
+        return -1;
+    }
+    free(*out);
+    *out = resolve_path(ld->config->base_dir, s);
+    return 0;
+}
+
+static int set_ca_file(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_file(ld, "upstream.ca-file", value, &ld->config->upstream_ca_file);
+}
+
+static int parse_switch(load_t *ld, const char *key, yaml_node_t *value, int *out)
+{
+    const char *s = scalar(ld, key, value);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0)
+        *out = 1;
+    else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0)
+        *out = 0;
+    else {
+        fail(ld, value, "%s: \"%s\" is not on or off", key, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_verify_peer(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return parse_switch(ld, "upstream.verify-peer", value, &ld->config->upstream_verify_peer);
+}
+
 static int set_upstream(load_t *ld, const char *key, yaml_node_t *value)
 {
-    static const key_def_t defs[] = {
-        {"url", set_upstream_url}, {"keepalive-timeout", set_keepalive}, {"io-timeout", set_io_timeout}, {NULL, NULL}};
+    static const key_def_t defs[] = {{"url", set_upstream_url},       {"keepalive-timeout", set_keepalive},
+                                     {"timeout", set_timeouts},       {"ca-file", set_ca_file},
+                                     {"verify-peer", set_verify_peer}, {NULL, NULL}};
     if (value->type == YAML_SCALAR_NODE) /* upstream: URL is short for upstream: {url: URL} */
         return set_upstream_url(ld, key, value);
     return apply_mapping(ld, "upstream", value, defs);
@@ -464,9 +514,32 @@ static int set_errors(load_t *ld, const char *key, yaml_node_t *value)
     return apply_mapping(ld, "errors", value, defs);
 }
 
+static int set_tls_cert(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_file(ld, "tls.cert", value, &ld->config->tls_cert_file);
+}
+
+static int set_tls_key(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_file(ld, "tls.key", value, &ld->config->tls_key_file);
+}
+
+static int set_tls(load_t *ld, const char *key, yaml_node_t *value)
+{
+    static const key_def_t defs[] = {{"cert", set_tls_cert}, {"key", set_tls_key}, {NULL, NULL}};
+    if (apply_mapping(ld, "tls", value, defs) != 0)
+        return -1;
+    if ((ld->config->tls_cert_file == NULL) != (ld->config->tls_key_file == NULL)) {
+        fail(ld, value, "tls: give both cert and key (PEM files), or neither");
+        return -1;
+    }
+    return 0;
+}
+
 static const key_def_t top_level_keys[] = {
     {"listen", set_listen}, {"admin", set_admin},   {"threads", set_threads}, {"upstream", set_upstream},
-    {"rules", set_rules},   {"limits", set_limits}, {"errors", set_errors},   {NULL, NULL}};
+    {"rules", set_rules},   {"limits", set_limits}, {"errors", set_errors},   {"tls", set_tls},
+    {NULL, NULL}};
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -484,6 +557,7 @@ static gw_config_t *config_new(const char *name, const char *base_dir)
     gw_config_set_string(&config->upstream_url, "http://127.0.0.1:8081");
     config->upstream_keepalive_ms = 2000;
     config->upstream_io_timeout_ms = 30000;
+    config->upstream_verify_peer = 1;
     add_rule_path(config, resolve_path(config->base_dir, "rules"));
     config->limits = (gw_limits_t)GW_LIMITS_DEFAULT;
     config->error_format = GW_ERRORS_ORACLE;
@@ -498,6 +572,9 @@ void gw_config_destroy(gw_config_t *config)
     free(config->source);
     free(config->base_dir);
     free(config->upstream_url);
+    free(config->upstream_ca_file);
+    free(config->tls_cert_file);
+    free(config->tls_key_file);
     free(config);
 }
 

@@ -29,7 +29,11 @@ typedef struct st_gw_config_t {
     unsigned threads; /* 0: one per core */
     char *upstream_url;
     uint64_t upstream_keepalive_ms; /* idle upstream connections are kept this long; 0 disables pooling */
-    uint64_t upstream_io_timeout_ms;
+    uint64_t upstream_io_timeout_ms; /* upstream.timeout.io: h2o 2.2.5's one timeout, for connecting too */
+    char *upstream_ca_file;          /* NULL: the system's CA store */
+    int upstream_verify_peer;        /* 1 by default; 0 only for labs (logged as a warning) */
+    char *tls_cert_file;             /* listener TLS: both NULL, or both set */
+    char *tls_key_file;
     char **rules; /* files or directories, resolved */
     size_t nrules;
     gw_limits_t limits;

@@ -133,7 +133,10 @@ int main(int argc, char **argv)
         return 1;
     }
     int status;
-    if (test_only) {
+    if (test_only && gw_server_check(config) != 0) {
+        fprintf(stderr, "crmgate: configuration %s is not usable (see above)\n", config->source);
+        status = 1;
+    } else if (test_only) {
         printf("crmgate: configuration %s OK; rules %s: %zu routes from %zu file(s)\n", config->source,
                gw_ruleset_digest(rules), gw_ruleset_route_count(rules), gw_ruleset_file_count(rules));
         status = 0;

@@ -37,6 +37,7 @@ struct st_gw_worker_t {
     h2o_multithread_receiver_t stop_receiver;
     long inflight; /* requests of this worker not finished yet; touched by its thread only */
     atomic_int ready; /* the stop receiver is registered */
+    h2o_timeout_t guard_poll_timeout; /* 1 ms, for the body guard's TLS handshake watch */
 };
 
 static __thread gw_worker_t *current_worker;
@@ -129,7 +130,8 @@ static int open_listeners(gw_server_t *server)
             return -1;
         port = bound;
     }
-    gw_log_info("listening on http://%s:%u with %u worker thread%s", server->config->listen.host, port,
+    gw_log_info("listening on %s://%s:%u with %u worker thread%s", server->listener_ssl_ctx != NULL ? "https" : "http",
+                server->config->listen.host, port,
                 server->nthreads, server->nthreads == 1 ? "" : "s");
     server->admin_fd = -1;
     if (server->config->admin_enabled) {
@@ -150,7 +152,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     h2o_accept(accept_ctx, sock);
     if (accept_ctx == &current_worker->accept_ctx)
-        gw_bodyguard_attach(sock, current_worker->server->config->limits.max_body);
+        gw_bodyguard_attach(current_worker->ctx.loop, &current_worker->guard_poll_timeout, sock,
+                            current_worker->server->config->limits.max_body);
 }
 
 static h2o_socket_t *start_listening(h2o_loop_t *loop, int fd, h2o_accept_ctx_t *accept_ctx)
@@ -196,7 +199,9 @@ static void *worker_main(void *arg)
     current_worker = worker;
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&worker->ctx, loop, &server->globalconf);
-    worker->accept_ctx = (h2o_accept_ctx_t){.ctx = &worker->ctx, .hosts = server->globalconf.hosts};
+    h2o_timeout_init(loop, &worker->guard_poll_timeout, 1);
+    worker->accept_ctx =
+        (h2o_accept_ctx_t){.ctx = &worker->ctx, .hosts = server->globalconf.hosts, .ssl_ctx = server->listener_ssl_ctx};
     h2o_multithread_register_receiver(worker->ctx.queue, &worker->stop_receiver, on_stop_message);
     worker->listener = start_listening(loop, server->listen_fds[worker->index], &worker->accept_ctx);
     if (worker->index == 0 && server->admin_fd != -1) {
@@ -225,28 +230,83 @@ static void *worker_main(void *arg)
 
 /* ---- set-up ------------------------------------------------------------- */
 
-static SSL_CTX *create_upstream_ssl_ctx(const h2o_url_t *upstream)
+static void log_openssl_error(const char *what)
+{
+    char buf[256];
+    unsigned long e = ERR_get_error();
+    ERR_error_string_n(e, buf, sizeof(buf));
+    gw_log_error("%s: %s", what, e != 0 ? buf : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+/* The TLS client context of an https:// upstream: peer and host name verified unless configured off. */
+static SSL_CTX *create_upstream_ssl_ctx(const gw_config_t *config, const h2o_url_t *upstream)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
+    if (ctx == NULL) {
+        log_openssl_error("cannot create the upstream TLS context");
         return NULL;
+    }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (!config->upstream_verify_peer) {
+        gw_log_warn("upstream.verify-peer is off: the CRM's certificate and host name are NOT checked (labs only)");
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    int loaded = config->upstream_ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, config->upstream_ca_file, NULL)
+                                                  : SSL_CTX_set_default_verify_paths(ctx);
+    if (loaded != 1) {
+        char what[1200];
+        snprintf(what, sizeof(what), "%s: cannot load the CA certificates of upstream.ca-file",
+                 config->upstream_ca_file != NULL ? config->upstream_ca_file : "(system store)");
+        log_openssl_error(what);
         SSL_CTX_free(ctx);
         return NULL;
     }
     /* h2o 2.2.5 checks the host name itself on TLS 1.2 only; setting it on the
-     * context makes OpenSSL check it for every version */
+     * context makes OpenSSL check it during every handshake, TLS 1.3 included */
     char host[256];
     snprintf(host, sizeof(host), "%.*s", (int)upstream->host.len, upstream->host.base);
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (X509_VERIFY_PARAM_set1_host(param, host, 0) != 1) {
+    int host_set = host[0] == '[' || strspn(host, "0123456789.") == strlen(host)
+                       ? X509_VERIFY_PARAM_set1_ip_asc(param, host[0] == '[' ? strtok(host + 1, "]") : host)
+                       : X509_VERIFY_PARAM_set1_host(param, host, 0);
+    if (host_set != 1) {
+        log_openssl_error("cannot set the upstream host name to verify");
         SSL_CTX_free(ctx);
         return NULL;
     }
     return ctx;
+}
+
+/* The listener's TLS context: HTTP/2 and HTTP/1.1 offered by ALPN. */
+static SSL_CTX *create_listener_ssl_ctx(const gw_config_t *config)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        log_openssl_error("cannot create the listener TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    char what[1200];
+    if (SSL_CTX_use_certificate_chain_file(ctx, config->tls_cert_file) != 1) {
+        snprintf(what, sizeof(what), "%s: cannot load tls.cert", config->tls_cert_file);
+        log_openssl_error(what);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, config->tls_key_file, SSL_FILETYPE_PEM) != 1) {
+        snprintf(what, sizeof(what), "%s: cannot load tls.key", config->tls_key_file);
+        log_openssl_error(what);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(what, sizeof(what), "%s: tls.key does not match tls.cert %s", config->tls_key_file, config->tls_cert_file);
+        log_openssl_error(what);
+    } else {
+        h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 static int setup_traffic(gw_server_t *server)
@@ -256,11 +316,12 @@ static int setup_traffic(gw_server_t *server)
         gw_log_error("%s: upstream.url \"%s\" cannot be parsed", config->source, config->upstream_url);
         return -1;
     }
+    /* an https:// upstream without a TLS context would crash h2o 2.2.5: it is created or start-up fails */
     if (server->upstream.scheme == &H2O_URL_SCHEME_HTTPS &&
-        (server->upstream_ssl_ctx = create_upstream_ssl_ctx(&server->upstream)) == NULL) {
-        gw_log_error("cannot set up TLS for upstream %s", config->upstream_url);
+        (server->upstream_ssl_ctx = create_upstream_ssl_ctx(config, &server->upstream)) == NULL)
         return -1;
-    }
+    if (config->tls_cert_file != NULL && (server->listener_ssl_ctx = create_listener_ssl_ctx(config)) == NULL)
+        return -1;
     h2o_config_init(&server->globalconf);
     server->globalconf.max_request_entity_size = config->limits.max_body + 1 + GW_H2O_ENTITY_SLACK;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
@@ -277,6 +338,24 @@ static int setup_traffic(gw_server_t *server)
         .ssl_ctx = server->upstream_ssl_ctx,
     };
     h2o_proxy_register_reverse_proxy(pathconf, &server->upstream, &proxy);
+    return 0;
+}
+
+int gw_server_check(const gw_config_t *config)
+{
+    h2o_url_t upstream;
+    if (h2o_url_parse(config->upstream_url, SIZE_MAX, &upstream) != 0) {
+        gw_log_error("%s: upstream.url \"%s\" cannot be parsed", config->source, config->upstream_url);
+        return -1;
+    }
+    SSL_CTX *ctx = NULL;
+    if (upstream.scheme == &H2O_URL_SCHEME_HTTPS && (ctx = create_upstream_ssl_ctx(config, &upstream)) == NULL)
+        return -1;
+    SSL_CTX_free(ctx);
+    ctx = NULL;
+    if (config->tls_cert_file != NULL && (ctx = create_listener_ssl_ctx(config)) == NULL)
+        return -1;
+    SSL_CTX_free(ctx);
     return 0;
 }
 

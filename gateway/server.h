@@ -20,6 +20,7 @@ typedef struct st_gw_server_t {
     h2o_globalconf_t admin_conf;   /* the admin listener */
     h2o_url_t upstream;
     SSL_CTX *upstream_ssl_ctx;     /* NULL for http:// upstreams */
+    SSL_CTX *listener_ssl_ctx;     /* NULL unless tls: is configured */
     unsigned nthreads;
     gw_worker_t *workers;
     int listen_fds[256];
@@ -33,6 +34,9 @@ typedef struct st_gw_server_t {
  * not start (the reason is logged). Takes a reference to rules.
  */
 int gw_server_run(gw_config_t *config, gw_ruleset_t *rules);
+
+/** What -t checks beyond the configuration and rules: the upstream URL and the TLS files. 0 or -1 (logged). */
+int gw_server_check(const gw_config_t *config);
 
 /** The current rule set, with a reference the caller must release. */
 gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
@@ -52,7 +56,7 @@ void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server);
 /* Set by the handler while it sends its own rejection, so the rewrite filter leaves it alone. */
 extern __thread h2o_req_t *gw__rejection_in_progress;
 /* bodyguard.c: limits.max-body enforced on HTTP/2 frames, so that no stream is reset or buffered past it. */
-void gw_bodyguard_attach(h2o_socket_t *sock, size_t max_body);
+void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, size_t max_body);
 /** Returns 1 when the guard cut this request's body at the limit (the body is then over the limit, its size unknown). */
 int gw_bodyguard_on_request(h2o_req_t *req);
 /* admin.c: /-/healthz and friends. */

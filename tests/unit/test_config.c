@@ -35,6 +35,8 @@ static void test_defaults(void)
     CHECK_STR_EQ(c->upstream_url, "http://127.0.0.1:8081");
     CHECK_INT_EQ(c->upstream_keepalive_ms, 2000);
     CHECK_INT_EQ(c->upstream_io_timeout_ms, 30000);
+    CHECK(c->upstream_verify_peer);
+    CHECK(c->upstream_ca_file == NULL && c->tls_cert_file == NULL);
     CHECK_INT_EQ(c->nrules, 1);
     CHECK_STR_EQ(c->rules[0], "rules");
     CHECK_INT_EQ(c->limits.max_body, 1024 * 1024);
@@ -51,7 +53,9 @@ static void test_defaults(void)
 static void test_keys(void)
 {
     gw_config_t *c = load("listen: 0.0.0.0:80\nadmin: off\nthreads: 4\n"
-                          "upstream:\n  url: https://crm.example.com\n  keepalive-timeout: 0\n  io-timeout: 2m\n"
+                          "upstream:\n  url: https://crm.example.com\n  keepalive-timeout: 0\n  timeout: {io: 2m}\n"
+                          "  ca-file: certs/ca.pem\n  verify-peer: off\n"
+                          "tls: {cert: /t/c.pem, key: k.pem}\n"
                           "rules: [a.json, /abs/dir]\n"
                           "limits: {max-body: 512k, max-depth: 8, max-violations: 5, framework-version-max: 12}\n"
                           "errors: {format: problem+json}\n");
@@ -64,6 +68,10 @@ static void test_keys(void)
     CHECK_STR_EQ(c->upstream_url, "https://crm.example.com");
     CHECK_INT_EQ(c->upstream_keepalive_ms, 0);
     CHECK_INT_EQ(c->upstream_io_timeout_ms, 120000);
+    CHECK_STR_EQ(c->upstream_ca_file, "/etc/crmgate/certs/ca.pem");
+    CHECK(!c->upstream_verify_peer);
+    CHECK_STR_EQ(c->tls_cert_file, "/t/c.pem");
+    CHECK_STR_EQ(c->tls_key_file, "/etc/crmgate/k.pem");
     CHECK_INT_EQ(c->nrules, 2);
     CHECK_STR_EQ(c->rules[0], "/etc/crmgate/a.json"); /* relative to the file */
     CHECK_STR_EQ(c->rules[1], "/abs/dir");
@@ -87,8 +95,11 @@ static void test_errors(void)
     expect_error("listen: 8080\n", "is not HOST:PORT");
     expect_error("threads: 0\n", "c.yaml:1:10: threads must be \"auto\" or a number from 1 to 256");
     expect_error("upstream: ftp://x\n", "must be an http:// or https:// URL");
-    expect_error("upstream: {io-timeout: 10 s}\n", "upstream.io-timeout: \"10 s\" is not a duration");
-    expect_error("upstream: {io-timeout: 0}\n", "must be more than 0");
+    expect_error("upstream: {timeout: {io: 10 s}}\n", "upstream.timeout.io: \"10 s\" is not a duration");
+    expect_error("upstream: {timeout: {io: 0}}\n", "must be more than 0");
+    expect_error("upstream: {timeout: {connect: 1s}}\n", "unknown key \"upstream.timeout.connect\"");
+    expect_error("upstream: {verify-peer: maybe}\n", "upstream.verify-peer: \"maybe\" is not on or off");
+    expect_error("tls: {cert: c.pem}\n", "tls: give both cert and key");
     expect_error("limits: {max-body: 1x}\n", "limits.max-body: \"1x\" must be a size from 1 to");
     expect_error("limits: {max-depth: 0}\n", "limits.max-depth: \"0\" must be a number from 1 to 1000");
     expect_error("limits: {max-depth: 1k}\n", "must be a number");
