@@ -1,6 +1,7 @@
 /* The admin listener: separate from traffic, loopback by default. */
 #include <string.h>
 #include "buf.h"
+#include "metrics.h"
 #include "server.h"
 
 typedef struct st_gw_admin_handler_t {
@@ -34,6 +35,19 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_text(req, 200, "OK", body);
         return 0;
     }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/metrics"))) {
+        gw_buf_t text = GW_BUF_INIT;
+        gw_metrics_render(&text);
+        req->res.status = 200;
+        req->res.reason = "OK";
+        req->res.content_length = text.len;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+        h2o_send_inline(req, text.base, text.len);
+        gw_buf_dispose(&text);
+        return 0;
+    }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/rules"))) {
         /* the loaded rule set, as `crmgate rules show` prints it */
         gw_ruleset_t *rules = gw_server_acquire_rules(handler->server);
@@ -44,7 +58,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         gw_buf_dispose(&listing);
         return 0;
     }
-    send_text(req, 404, "Not Found", "not found: try /-/healthz, /-/readyz or /-/rules\n");
+    send_text(req, 404, "Not Found", "not found: try /-/healthz, /-/readyz, /-/metrics or /-/rules\n");
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include "buf.h"
 #include "evaluate.h"
+#include "metrics.h"
 #include "render.h"
 #include "server.h"
 
@@ -125,6 +126,17 @@ static void send_rejection(gw_server_t *server, h2o_req_t *req, const gw_result_
     gw_buf_dispose(&rendered.body);
 }
 
+static void count(const gw_route_t *route, const gw_result_t *result)
+{
+    static const gw_metric_decision_t decisions[] = {[GW_DECISION_PASS_THROUGH] = GW_METRIC_PASS_THROUGH,
+                                                     [GW_DECISION_FORWARD] = GW_METRIC_FORWARDED,
+                                                     [GW_DECISION_REPORT] = GW_METRIC_REPORTED,
+                                                     [GW_DECISION_REJECT] = GW_METRIC_REJECTED};
+    gw_metrics_count_request(route->metric_id, decisions[result->decision]);
+    for (size_t i = 0; i < result->violations.count; ++i)
+        gw_metrics_count_violation(result->violations.items[i].code, result->violations.items[i].mode == GW_MODE_ENFORCE);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_handler_t *handler = (gw_handler_t *)self;
@@ -139,11 +151,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_ruleset_t *rules = atomic_load_explicit(&handler->server->rules, memory_order_acquire);
     gw_evaluator_reset(&hctx->evaluator);
     const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
-    if (route == NULL)
+    if (route == NULL) {
+        gw_metrics_count_request(handler->server->pass_through_metric_id, GW_METRIC_PASS_THROUGH);
         return -1; /* not a validated route: the proxy forwards it untouched */
+    }
 
     gw_result_t result;
     gw_evaluate(&hctx->evaluator, route, &greq, &result);
+    count(route, &result);
     if (result.decision != GW_DECISION_REJECT)
         return -1; /* forwarded byte for byte: req->entity is what the proxy sends */
     send_rejection(handler->server, req, &result, request_id);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "buf.h"
+#include "metrics.h"
 #include "render.h"
 #include "server.h"
 
@@ -160,6 +161,7 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
             int timeout = self->captured_len >= 11 && memcmp(self->captured, "I/O timeout", 11) == 0;
             code = timeout ? GW_V_UPSTREAM_TIMEOUT : GW_V_UPSTREAM_UNREACHABLE;
             status = timeout ? 504 : 502;
+            gw_metrics_count_fault(timeout ? GW_FAULT_TIMEOUT : GW_FAULT_UNREACHABLE);
         }
         gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)server->config->upstream_io_timeout_ms,
                                  negotiation, server->config->error_format, request_id, &rendered);
@@ -228,6 +230,12 @@ static void on_stop(h2o_ostream_t *_self, h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     rewrite_filter_t *filter = (rewrite_filter_t *)_self;
+    int relayed = req != gw__rejection_in_progress && req->_generator != NULL && req->_generator->proceed != NULL;
+    if (relayed) {
+        /* a response of the CRM: h2o has just read its head */
+        gw_metrics_count_upstream_status(req->res.status);
+        gw_metrics_observe_upstream(gw_server_elapsed_ns(&req->processed_at.at));
+    }
     if (req->res.status < 400 || req == gw__rejection_in_progress ||
         media_type_is(content_type_of(req), "application/vnd.oracle.adf.error+json")) {
         h2o_setup_next_ostream(req, slot);
@@ -244,7 +252,7 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     self->proceed_timer = (h2o_timeout_entry_t){0};
     self->proceed_timer.cb = on_proceed_timer;
     /* responses made by h2o itself (not relayed from upstream) come from a generator that cannot proceed */
-    self->generated_by_proxy = req->_generator == NULL || req->_generator->proceed == NULL;
+    self->generated_by_proxy = !relayed;
     /* the rest of the chain is set up in send_downstream(), when the length is known */
 }
 

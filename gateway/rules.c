@@ -1130,6 +1130,16 @@ const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method
     return NULL;
 }
 
+void gw_ruleset_set_metric_ids(gw_ruleset_t *rules, unsigned (*id_of)(const char *label))
+{
+    for (size_t i = 0; i < rules->nroutes; ++i) {
+        gw_buf_t label = GW_BUF_INIT;
+        gw_buf_printf(&label, "%s %s", rules->routes[i].method, rules->routes[i].path);
+        rules->routes[i].metric_id = id_of(label.base);
+        gw_buf_dispose(&label);
+    }
+}
+
 size_t gw_ruleset_route_count(const gw_ruleset_t *rules)
 {
     return rules->nroutes;

@@ -85,6 +85,7 @@ typedef struct st_gw_route_t {
     const gw_schema_t *schema;
     gw_operation_t operation;
     const char *file;
+    unsigned metric_id; /* set by the daemon before the rule set is published (see gw_ruleset_set_metric_ids) */
 } gw_route_t;
 
 /* What one rule file contributed. Schema and lookup names are local to their file. */
@@ -120,6 +121,8 @@ const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method
 /** Finds a field of a schema by name, or NULL. */
 const gw_field_t *gw_schema_find(const gw_schema_t *schema, const char *name, size_t len);
 
+/** Gives each route its metrics label id; call before the rule set is shared. */
+void gw_ruleset_set_metric_ids(gw_ruleset_t *rules, unsigned (*id_of)(const char *label));
 size_t gw_ruleset_route_count(const gw_ruleset_t *rules);
 const gw_route_t *gw_ruleset_route(const gw_ruleset_t *rules, size_t i);
 size_t gw_ruleset_file_count(const gw_ruleset_t *rules);

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "buf.h"
+#include "metrics.h"
 #include "server.h"
 
 #define GW_SHUTDOWN_GRACE_MS 10000
@@ -52,17 +54,37 @@ gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server)
     return rules;
 }
 
+typedef struct st_request_track_t {
+    gw_worker_t *worker;
+    h2o_req_t *req;
+} request_track_t;
+
+static uint64_t elapsed_ns(const struct timeval *since)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = (int64_t)(now.tv_sec - since->tv_sec) * 1000000 + (now.tv_usec - since->tv_usec);
+    return us > 0 ? (uint64_t)us * 1000 : 0;
+}
+
 static void on_request_done(void *p)
 {
-    gw_worker_t *worker = *(gw_worker_t **)p;
-    --worker->inflight;
+    request_track_t *track = p;
+    --track->worker->inflight;
+    gw_metrics_observe_request(elapsed_ns(&track->req->timestamps.request_begin_at));
 }
 
 void gw_server_track_request(h2o_req_t *req)
 {
-    gw_worker_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_request_done);
-    *slot = current_worker;
+    request_track_t *track = h2o_mem_alloc_shared(&req->pool, sizeof(*track), on_request_done);
+    track->worker = current_worker;
+    track->req = req;
     ++current_worker->inflight;
+}
+
+uint64_t gw_server_elapsed_ns(const struct timeval *since)
+{
+    return elapsed_ns(since);
 }
 
 /* ---- listeners ---------------------------------------------------------- */
@@ -394,6 +416,8 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules)
         gw_fatal("out of memory");
     running_server = server;
     server->config = config;
+    gw_ruleset_set_metric_ids(rules, gw_metrics_route_id);
+    server->pass_through_metric_id = gw_metrics_route_id("(no route)");
     gw_ruleset_addref(rules);
     atomic_init(&server->rules, rules);
     server->nthreads = thread_count(config);

@@ -26,6 +26,7 @@ typedef struct st_gw_server_t {
     int listen_fds[256];
     int admin_fd;
     atomic_int stopping;
+    unsigned pass_through_metric_id;
 } gw_server_t;
 
 /**
@@ -41,8 +42,10 @@ int gw_server_check(const gw_config_t *config);
 /** The current rule set, with a reference the caller must release. */
 gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
 
-/** Counts a request in flight on the calling worker until its pool is released. */
+/** Counts a request in flight on the calling worker until its pool is released, and then its duration. */
 void gw_server_track_request(h2o_req_t *req);
+/** Nanoseconds since a wall-clock time (h2o's request timestamps). */
+uint64_t gw_server_elapsed_ns(const struct timeval *since);
 
 /* handler.c: the validating handler (placed first on the path) and the response filter. */
 void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
