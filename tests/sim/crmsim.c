@@ -1,8 +1,9 @@
 /*
  * crmsim - a stand-in for Oracle Fusion CRM's "interactions" REST resource,
  * used by crmgate's end-to-end tests and the quickstart demo. A single-threaded
- * h2o (evloop) HTTP/1.1 server; tests/sim/README.md documents the command line,
- * the recording format and the X-Sim-* control headers.
+ * h2o (evloop) HTTP/1.1 server, plain or TLS; tests/sim/README.md documents the
+ * command line, the recording format, the X-Sim-* control headers and the
+ * connection faults (X-Sim-Fault: reset, close-before-response, close-mid-body, hang).
  *
  * Memory ownership: everything derived from one request lives in req->pool;
  * stored items (json_t) are owned by the item store; process-wide state lives
@@ -16,6 +17,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -28,6 +30,8 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define SIM_DEFAULT_LISTEN "127.0.0.1:8081"
 #define SIM_FIRST_INTERACTION_ID INT64_C(300100000000001)
@@ -35,6 +39,9 @@
 #define SIM_MAX_ITEMS 100000
 #define SIM_PAGE_LIMIT 25
 #define SIM_MAX_DELAY_MS 60000
+#define SIM_MID_BODY_LENGTH 1000 /* close-mid-body: the announced Content-Length ... */
+#define SIM_MID_BODY_SENT 100    /* ... and the bytes of it actually sent */
+#define SIM_HANG_POLL_MS 100     /* hang: how often a hung connection is checked for the peer's close */
 #define SIM_DRAIN_ROUNDS 40 /* x 50 ms: how long shutdown waits for open connections to close */
 #define SIM_USER "CRMSIM.USER"
 #define SIM_PATH_PREFIX "/crmRestApi/resources/"
@@ -67,10 +74,20 @@ struct tracked_conn {
 
 enum fault_body { FAULT_BODY_PLAIN, FAULT_BODY_HTML, FAULT_BODY_EMPTY, FAULT_BODY_ORACLE_JSON };
 
+/* Connection faults (X-Sim-Fault, --fault); the names are in fault_mode_names. */
+enum fault_mode { FAULT_NONE, FAULT_RESET, FAULT_CLOSE_BEFORE_RESPONSE, FAULT_CLOSE_MID_BODY, FAULT_HANG };
+
+static const char *const fault_mode_names[] = {[FAULT_NONE] = "none",
+                                               [FAULT_RESET] = "reset",
+                                               [FAULT_CLOSE_BEFORE_RESPONSE] = "close-before-response",
+                                               [FAULT_CLOSE_MID_BODY] = "close-mid-body",
+                                               [FAULT_HANG] = "hang"};
+
 struct sim_controls {
     int status; /* 0: behave normally */
     enum fault_body body;
     unsigned delay_ms;
+    enum fault_mode fault; /* takes precedence over status and body */
 };
 
 /* Lives in req->pool; its dispose callback unlinks the timer entry if the request dies first. */
@@ -78,6 +95,12 @@ struct delayed_response {
     h2o_timeout_entry_t entry;
     h2o_req_t *req;
     struct sim_controls controls;
+};
+
+/* X-Sim-Fault: hang. Lives in req->pool like delayed_response; entry is linked to sim.hang_timer while it waits. */
+struct hung_request {
+    h2o_timeout_entry_t entry;
+    h2o_req_t *req;
 };
 
 enum route_kind { ROUTE_NONE, ROUTE_COLLECTION, ROUTE_ITEM, ROUTE_CHILD_COLLECTION, ROUTE_CHILD_ITEM };
@@ -88,7 +111,9 @@ struct route {
 };
 
 struct options {
-    const char *listen, *record_dir, *port_file;
+    const char *listen, *record_dir, *port_file, *fault, *tls_cert, *tls_key, *tls_min_version, *tls_max_version;
+    enum fault_mode default_fault; /* --fault, parsed */
+    int tls_min, tls_max;          /* TLS1_2_VERSION or TLS1_3_VERSION; tls_max 0: the highest OpenSSL supports */
 };
 
 struct listen_addr {
@@ -104,7 +129,10 @@ static struct {
     int signal_pipe[2], stopping;
     const char *record_dir; /* NULL: do not record */
     unsigned long record_seq;
+    enum fault_mode default_fault; /* --fault: for requests without an X-Sim-Fault header */
+    SSL_CTX *ssl_ctx;              /* NULL: plain HTTP */
     h2o_linklist_t conns, delay_timers;
+    h2o_timeout_t hang_timer; /* hung requests, re-linked every SIM_HANG_POLL_MS until the peer closes */
     struct stored_item *items; /* sorted by id, because ids only grow */
     size_t item_count, item_capacity;
     int64_t next_interaction_id, next_child_id;
@@ -170,6 +198,15 @@ static const h2o_iovec_t *find_header(const h2o_req_t *req, const char *lower_na
 {
     ssize_t i = h2o_find_header_by_str(&req->headers, lower_name, len, -1);
     return i == -1 ? NULL : &req->headers.entries[i].value;
+}
+
+/* Index of the name that equals text (ASCII case-insensitively), or -1. */
+static int find_name(h2o_iovec_t text, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i != count; ++i)
+        if (h2o_lcstris(text.base, text.len, names[i], strlen(names[i])))
+            return (int)i;
+    return -1;
 }
 
 /* ---- item store: an array sorted by id; the oldest item is dropped beyond SIM_MAX_ITEMS ---- */
@@ -388,27 +425,33 @@ static const char *status_reason(int status)
 }
 
 /*
- * Every response goes through here. It always sets Content-Length, because h2o
- * would otherwise close the keep-alive connection after a non-200 answer (204
- * and 304 carry neither a body nor a Content-Length). It echoes X-Request-Id.
- * body must outlive the request: a literal or req->pool memory.
+ * The status line and headers of every response: echoes X-Request-Id and
+ * always sets Content-Length, because h2o would otherwise close the keep-alive
+ * connection after a non-200 answer (204 and 304 carry neither a body nor a
+ * Content-Length nor a Content-Type).
  */
-static void send_response(h2o_req_t *req, int status, const char *content_type, h2o_iovec_t body)
+static void set_response_head(h2o_req_t *req, int status, const char *content_type, size_t content_length)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     const h2o_iovec_t *request_id = FIND_HEADER(req, "x-request-id");
     req->res.status = status;
     req->res.reason = status_reason(status);
     if (request_id != NULL)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, request_id->base,
                               request_id->len);
-    if (status == 204 || status == 304) {
-        body = IOV_NONE;
-    } else {
-        req->res.content_length = body.len;
+    if (status != 204 && status != 304) {
+        req->res.content_length = content_length;
         if (content_type != NULL)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     }
+}
+
+/* Every complete response goes through here. body must outlive the request: a literal or req->pool memory. */
+static void send_response(h2o_req_t *req, int status, const char *content_type, h2o_iovec_t body)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    if (status == 204 || status == 304)
+        body = IOV_NONE;
+    set_response_head(req, status, content_type, body.len);
     h2o_start_response(req, &generator);
     if (body.len == 0 || h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -442,7 +485,7 @@ static void send_json(h2o_req_t *req, int status, const char *content_type, cons
         send_response(req, status, content_type, body);
 }
 
-/* ---- simulated faults (X-Sim-Status, X-Sim-Body); new fault modes go here ---- */
+/* ---- simulated error answers (X-Sim-Status, X-Sim-Body) ---- */
 
 static void send_fault_html(h2o_req_t *req, int status)
 {
@@ -490,24 +533,27 @@ static const char *parse_controls(const h2o_req_t *req, struct sim_controls *con
                                              [FAULT_BODY_EMPTY] = "empty", [FAULT_BODY_ORACLE_JSON] = "oracle-json"};
     const h2o_iovec_t *value;
     int64_t n;
-    *controls = (struct sim_controls){0, FAULT_BODY_PLAIN, 0};
+    int index;
+    *controls = (struct sim_controls){0, FAULT_BODY_PLAIN, 0, sim.default_fault};
     if ((value = FIND_HEADER(req, "x-sim-status")) != NULL) {
         if (!parse_number(*value, 599, &n) || n < 200)
             return "X-Sim-Status must be a status code from 200 to 599";
         controls->status = (int)n;
     }
     if ((value = FIND_HEADER(req, "x-sim-body")) != NULL) {
-        size_t i = 0;
-        while (i != COUNT_OF(body_names) && !h2o_lcstris(value->base, value->len, body_names[i], strlen(body_names[i])))
-            ++i;
-        if (i == COUNT_OF(body_names))
+        if ((index = find_name(*value, body_names, COUNT_OF(body_names))) < 0)
             return "X-Sim-Body must be one of html, empty, plain, oracle-json";
-        controls->body = (enum fault_body)i;
+        controls->body = (enum fault_body)index;
     }
     if ((value = FIND_HEADER(req, "x-sim-delay-ms")) != NULL) {
         if (!parse_number(*value, SIM_MAX_DELAY_MS, &n))
             return "X-Sim-Delay-Ms must be a number of milliseconds from 0 to 60000";
         controls->delay_ms = (unsigned)n;
+    }
+    if ((value = FIND_HEADER(req, "x-sim-fault")) != NULL) {
+        if ((index = find_name(*value, fault_mode_names, COUNT_OF(fault_mode_names))) < 0)
+            return "X-Sim-Fault must be one of none, reset, close-before-response, close-mid-body, hang";
+        controls->fault = (enum fault_mode)index;
     }
     return NULL;
 }
@@ -543,10 +589,11 @@ static struct route parse_route(h2o_iovec_t target)
     return route;
 }
 
-/* http://HOST/crmRestApi/resources/VERSION/interactions, in req->pool. */
+/* http(s)://HOST/crmRestApi/resources/VERSION/interactions, in req->pool; https when serving TLS. */
 static h2o_iovec_t collection_href(h2o_req_t *req, const struct route *route)
 {
-    return h2o_concat(&req->pool, IOV_LIT("http://"), req->authority, IOV_LIT(SIM_PATH_PREFIX), route->version,
+    h2o_iovec_t scheme = sim.ssl_ctx != NULL ? IOV_LIT("https://") : IOV_LIT("http://");
+    return h2o_concat(&req->pool, scheme, req->authority, IOV_LIT(SIM_PATH_PREFIX), route->version,
                       IOV_LIT("/interactions"));
 }
 
@@ -755,11 +802,166 @@ static void handle_crm_request(h2o_req_t *req)
 #undef IS_METHOD
 }
 
+/*
+ * ---- connection faults (X-Sim-Fault, --fault) ----
+ *
+ * h2o owns the connection's socket and its descriptor, and its HTTP/1 code has
+ * no call to drop a connection without writing a response. So reset and
+ * close-before-response act on the TCP connection underneath h2o (the
+ * descriptor stays open and stays h2o's), and then finish the request with an
+ * empty response whose write fails: h2o closes such a connection the same way
+ * as after any write error. Nothing of that response reaches the client.
+ */
+
+/* The descriptor of the request's connection (h2o's; never close it), or -1. */
+static int connection_fd(h2o_req_t *req)
+{
+    h2o_socket_t *(*get_socket)(h2o_conn_t *) = req->conn->callbacks->get_socket;
+    h2o_socket_t *sock = get_socket != NULL ? get_socket(req->conn) : NULL;
+    return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}
+
+/* For a connection that can no longer carry data: the write fails and h2o closes the connection (no keep-alive). */
+static void finish_on_dead_connection(h2o_req_t *req)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    req->http1_is_persistent = 0;
+    set_response_head(req, 503, NULL, 0);
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
+/*
+ * reset: connect() to AF_UNSPEC makes Linux abort the TCP connection at once
+ * (tcp_disconnect: an RST, no FIN); the socket stays open and unconnected,
+ * so h2o's descriptor and its epoll registration stay valid. (SO_LINGER {1, 0}
+ * plus dup2() of /dev/null over the descriptor would also send the RST, but
+ * h2o's next epoll_ctl() on that descriptor fails with EPERM and can stop
+ * the event loop.)
+ */
+static void fault_reset(h2o_req_t *req)
+{
+    struct sockaddr_storage unspec = {.ss_family = AF_UNSPEC};
+    int fd = connection_fd(req);
+    if (fd == -1 || connect(fd, (struct sockaddr *)&unspec, sizeof(unspec)) != 0) {
+        log_error("X-Sim-Fault: reset: cannot reset the connection: %s", fd == -1 ? "no socket" : strerror(errno));
+        send_internal_error(req, "X-Sim-Fault: reset failed");
+        return;
+    }
+    finish_on_dead_connection(req);
+}
+
+/* close-before-response: shutdown(SHUT_WR) sends the FIN; h2o's later close() sends nothing more. */
+static void fault_close_before_response(h2o_req_t *req)
+{
+    int fd = connection_fd(req);
+    if (fd == -1 || (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN)) { /* ENOTCONN: the connection is gone already */
+        log_error("X-Sim-Fault: cannot close the connection: %s", fd == -1 ? "no socket" : strerror(errno));
+        send_internal_error(req, "X-Sim-Fault: close failed");
+        return;
+    }
+    finish_on_dead_connection(req);
+}
+
+/*
+ * close-mid-body: announces SIM_MID_BODY_LENGTH bytes and sends the first
+ * SIM_MID_BODY_SENT of them with H2O_SEND_STATE_ERROR; h2o's HTTP/1 code then
+ * writes them and closes the connection like a non-keep-alive one (FIN; over
+ * TLS a close_notify first).
+ */
+static void fault_close_mid_body(h2o_req_t *req)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    static const char prefix[] = "{\"crmsim\":\"close-mid-body\",\"padding\":\"";
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    char *body = h2o_mem_alloc_pool(&req->pool, SIM_MID_BODY_LENGTH);
+    memcpy(body, prefix, sizeof(prefix) - 1);
+    memset(body + sizeof(prefix) - 1, 'x', SIM_MID_BODY_LENGTH - (sizeof(prefix) - 1) - 2);
+    memcpy(body + SIM_MID_BODY_LENGTH - 2, "\"}", 2);
+    h2o_iovec_t sent = h2o_iovec_init(body, is_head ? 0 : SIM_MID_BODY_SENT);
+    set_response_head(req, is_post ? 201 : 200, CT_ITEM, SIM_MID_BODY_LENGTH);
+    h2o_start_response(req, &generator);
+    h2o_send(req, &sent, sent.len != 0 ? 1 : 0, H2O_SEND_STATE_ERROR);
+}
+
+/* 1 when the peer has closed or reset the connection (POLLRDHUP: its FIN arrived, even with unread data before it). */
+static int peer_has_closed(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+    return fd == -1 || (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0);
+}
+
+/* Ends a hang without a response: the connection is closed (FIN) as in close-before-response. */
+static void end_hang(struct hung_request *hung)
+{
+    h2o_timeout_unlink(&hung->entry);
+    fault_close_before_response(hung->req);
+}
+
+/* h2o does not read from a connection while its request is being handled, so the peer's close is polled for. */
+static void on_hang_tick(h2o_timeout_entry_t *entry)
+{
+    struct hung_request *hung = H2O_STRUCT_FROM_MEMBER(struct hung_request, entry, entry);
+    if (sim.stopping || peer_has_closed(connection_fd(hung->req)))
+        end_hang(hung);
+    else
+        h2o_timeout_link(sim.ctx.loop, &sim.hang_timer, &hung->entry);
+}
+
+static void on_hung_request_disposed(void *p)
+{
+    struct hung_request *hung = p;
+    h2o_timeout_unlink(&hung->entry); /* no-op unless the request died while hanging */
+}
+
+/* hang: never answers; the connection is closed (FIN, no response) once the peer has closed it or crmsim stops. */
+static void fault_hang(h2o_req_t *req)
+{
+    if (sim.stopping) {
+        fault_close_before_response(req);
+        return;
+    }
+    struct hung_request *hung = h2o_mem_alloc_shared(&req->pool, sizeof(*hung), on_hung_request_disposed);
+    *hung = (struct hung_request){.entry = {.cb = on_hang_tick}, .req = req};
+    h2o_timeout_link(sim.ctx.loop, &sim.hang_timer, &hung->entry);
+}
+
+/* Shutdown: every hung connection is closed without a response. */
+static void end_all_hangs(void)
+{
+    h2o_linklist_t *entries = &sim.hang_timer._entries; /* h2o has no iterator for this either */
+    while (!h2o_linklist_is_empty(entries))
+        end_hang(H2O_STRUCT_FROM_MEMBER(struct hung_request, entry._link, entries->next));
+}
+
+static void apply_fault(h2o_req_t *req, enum fault_mode fault)
+{
+    switch (fault) {
+    case FAULT_RESET:
+        fault_reset(req);
+        break;
+    case FAULT_CLOSE_BEFORE_RESPONSE:
+        fault_close_before_response(req);
+        break;
+    case FAULT_CLOSE_MID_BODY:
+        fault_close_mid_body(req);
+        break;
+    case FAULT_HANG:
+        fault_hang(req);
+        break;
+    case FAULT_NONE:
+        break;
+    }
+}
+
 /* ---- request entry point and delayed responses ---- */
 
 static void respond(h2o_req_t *req, const struct sim_controls *controls)
 {
-    if (controls->status != 0)
+    if (controls->fault != FAULT_NONE)
+        apply_fault(req, controls->fault);
+    else if (controls->status != 0)
         send_fault(req, controls);
     else
         handle_crm_request(req);
@@ -948,10 +1150,50 @@ static unsigned bound_port(int fd)
     return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* The reason of OpenSSL's oldest queued error (the root cause, e.g. "no start line"); clears the queue. */
+static const char *openssl_reason(void)
+{
+    unsigned long e = ERR_get_error();
+    const char *reason = e != 0 ? ERR_reason_error_string(e) : "no details from OpenSSL";
+#ifdef ERR_SYSTEM_ERROR
+    if (e != 0 && ERR_SYSTEM_ERROR(e)) /* OpenSSL 3 keeps errno as the reason of a system error */
+        reason = strerror(ERR_GET_REASON(e));
+#endif
+    ERR_clear_error();
+    return reason != NULL ? reason : "unknown OpenSSL error";
+}
+
+/* --tls-cert/--tls-key: an HTTP/1.1-only server context (ALPN offers nothing else), TLS 1.2 and 1.3 by default. */
+static SSL_CTX *create_tls_context(const struct options *opts)
+{
+    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL, 0}};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        log_error("cannot create the TLS context: %s", openssl_reason());
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_set_min_proto_version(ctx, opts->tls_min) != 1 || SSL_CTX_set_max_proto_version(ctx, opts->tls_max) != 1)
+        log_error("cannot restrict the TLS versions: %s", openssl_reason());
+    else if (SSL_CTX_use_certificate_chain_file(ctx, opts->tls_cert) != 1)
+        log_error("cannot load --tls-cert %s: %s (expected a PEM certificate chain)", opts->tls_cert, openssl_reason());
+    else if (SSL_CTX_use_PrivateKey_file(ctx, opts->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        log_error("cannot load --tls-key %s: %s (expected the PEM private key of --tls-cert %s)", opts->tls_key,
+                  openssl_reason(), opts->tls_cert);
+    else {
+        h2o_ssl_register_alpn_protocols(ctx, alpn);
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 static int start_serving(const struct options *opts)
 {
     struct listen_addr addr;
     char port_text[16];
+    if (opts->tls_cert != NULL && (sim.ssl_ctx = sim.accept_ctx.ssl_ctx = create_tls_context(opts)) == NULL)
+        return -1;
     int fd = parse_listen(opts->listen, &addr) == 0 ? open_listening_socket(&addr) : -1;
     if (fd == -1)
         return -1;
@@ -960,7 +1202,8 @@ static int start_serving(const struct options *opts)
     h2o_socket_read_start(sim.listener, on_accept);
     if (install_signal_handlers() != 0)
         return -1;
-    fprintf(stderr, "crmsim: listening on %.*s:%u\n", addr.display_host_len, opts->listen, port);
+    fprintf(stderr, "crmsim: listening on %.*s:%u%s\n", addr.display_host_len, opts->listen, port,
+            sim.ssl_ctx != NULL ? " (tls)" : "");
     fflush(stderr);
     int len = snprintf(port_text, sizeof(port_text), "%u\n", port);
     return opts->port_file == NULL ? 0 : write_file_atomically(opts->port_file, port_text, (size_t)len);
@@ -977,7 +1220,9 @@ static void init_server(const struct options *opts)
     sim.accept_ctx.hosts = sim.config.hosts;
     h2o_linklist_init_anchor(&sim.conns);
     h2o_linklist_init_anchor(&sim.delay_timers);
+    h2o_timeout_init(sim.ctx.loop, &sim.hang_timer, SIM_HANG_POLL_MS);
     sim.record_dir = opts->record_dir;
+    sim.default_fault = opts->default_fault;
     sim.next_interaction_id = SIM_FIRST_INTERACTION_ID;
     sim.next_child_id = SIM_FIRST_CHILD_ID;
     sim.rng_state = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ UINT64_C(0x9E3779B97F4A7C15);
@@ -1012,13 +1257,15 @@ static void flush_delayed_responses(void)
 /*
  * h2o 2.2.5 cannot dispose a context that still has connections, so: stop
  * reading on each one (idle keep-alive connections see EOF and close), answer
- * delayed requests now, and run the loop until all are gone (bounded).
+ * delayed requests now, close hung connections, and run the loop until all
+ * are gone (bounded).
  */
 static int drain_connections(void)
 {
     for (h2o_linklist_t *node = sim.conns.next; node != &sim.conns; node = node->next)
         shutdown(h2o_socket_get_fd(H2O_STRUCT_FROM_MEMBER(struct tracked_conn, link, node)->sock), SHUT_RD);
     flush_delayed_responses();
+    end_all_hangs(); /* after the flush, which may have started hangs (they end at once now) */
     for (int round = 0; round != SIM_DRAIN_ROUNDS && !h2o_linklist_is_empty(&sim.conns); ++round)
         h2o_evloop_run(sim.ctx.loop, 50);
     return h2o_linklist_is_empty(&sim.conns);
@@ -1045,6 +1292,8 @@ static void shut_down(void)
         h2o_socket_close(sim.listener);
     int drained = drain_connections();
     dispose_delay_timers();
+    end_all_hangs(); /* h2o_timeout_dispose requires an empty timer */
+    h2o_timeout_dispose(sim.ctx.loop, &sim.hang_timer);
     if (sim.signal_reader != NULL)
         h2o_socket_close(sim.signal_reader); /* closes signal_pipe[0] */
     if (sim.signal_pipe[1] != -1)
@@ -1054,6 +1303,8 @@ static void shut_down(void)
         h2o_context_dispose(&sim.ctx);
         h2o_evloop_destroy(loop);
         h2o_config_dispose(&sim.config);
+        SSL_CTX_free(sim.ssl_ctx); /* after the connections, which hold references to it */
+        sim.ssl_ctx = NULL;
     } else { /* still reachable from `sim`, so not reported as leaks */
         log_error("some connections did not close; leaving h2o's state to the OS");
     }
@@ -1089,35 +1340,86 @@ static int match_option(const char *name, int argc, char **argv, int *i, const c
     return 1;
 }
 
-/* Returns -1 to go on, else the exit status. */
-static int parse_options(int argc, char **argv, struct options *opts)
+/* "1.2" or "1.3" to TLS1_2_VERSION or TLS1_3_VERSION; 0 for anything else. */
+static int parse_tls_version(const char *text)
+{
+    return strcmp(text, "1.2") == 0 ? TLS1_2_VERSION : strcmp(text, "1.3") == 0 ? TLS1_3_VERSION : 0;
+}
+
+/* Checks the values and fills in the parsed fields; returns -1 to go on, else the exit status. */
+static int check_options(struct options *opts)
 {
     struct listen_addr addr;
-    for (int i = 1; i < argc; ++i) {
-        const char *arg = argv[i];
-        int matched;
-        if (strcmp(arg, "--help") == 0) {
-            puts("usage: crmsim [--listen HOST:PORT] [--record DIR] [--port-file FILE] [--help]\n"
-                 "  --listen     address to serve on (default " SIM_DEFAULT_LISTEN "; port 0: ephemeral)\n"
-                 "  --record     write every request to DIR/NNNNNN.body and DIR/NNNNNN.json\n"
-                 "  --port-file  write the bound port number to FILE\n"
-                 "See tests/sim/README.md for the X-Sim-* control headers.");
-            return 0;
-        }
-        if ((matched = match_option("--listen", argc, argv, &i, &opts->listen)) == 0 &&
-            (matched = match_option("--record", argc, argv, &i, &opts->record_dir)) == 0 &&
-            (matched = match_option("--port-file", argc, argv, &i, &opts->port_file)) == 0)
-            return usage_error("unknown argument '%s'", arg);
-        if (matched < 0)
-            return usage_error("missing value for %s", arg);
-    }
+    int fault = opts->fault == NULL ? FAULT_NONE
+                                    : find_name(h2o_iovec_init(opts->fault, strlen(opts->fault)), fault_mode_names,
+                                                COUNT_OF(fault_mode_names));
     if (parse_listen(opts->listen, &addr) != 0)
         return usage_error("invalid --listen value '%s' (expected HOST:PORT)", opts->listen);
     if (opts->record_dir != NULL && (opts->record_dir[0] == '\0' || strlen(opts->record_dir) > PATH_MAX - 32))
         return usage_error("invalid --record directory '%s'", opts->record_dir);
     if (opts->port_file != NULL && (opts->port_file[0] == '\0' || strlen(opts->port_file) > PATH_MAX - 8))
         return usage_error("invalid --port-file path '%s'", opts->port_file);
+    if (fault < 0)
+        return usage_error("invalid --fault value '%s' (expected none, reset, close-before-response, "
+                           "close-mid-body or hang)", opts->fault);
+    opts->default_fault = (enum fault_mode)fault;
+    if ((opts->tls_cert == NULL) != (opts->tls_key == NULL))
+        return usage_error("--tls-cert and --tls-key must be given together");
+    if (opts->tls_cert == NULL && (opts->tls_min_version != NULL || opts->tls_max_version != NULL))
+        return usage_error("%s needs --tls-cert and --tls-key", opts->tls_min_version != NULL ? "--tls-min-version"
+                                                                                               : "--tls-max-version");
+    if (opts->tls_min_version != NULL && (opts->tls_min = parse_tls_version(opts->tls_min_version)) == 0)
+        return usage_error("invalid --tls-min-version value '%s' (expected 1.2 or 1.3)", opts->tls_min_version);
+    if (opts->tls_max_version != NULL && (opts->tls_max = parse_tls_version(opts->tls_max_version)) == 0)
+        return usage_error("invalid --tls-max-version value '%s' (expected 1.2 or 1.3)", opts->tls_max_version);
+    if (opts->tls_max != 0 && opts->tls_min > opts->tls_max)
+        return usage_error("--tls-min-version %s is above --tls-max-version %s", opts->tls_min_version,
+                           opts->tls_max_version);
     return -1;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, struct options *opts)
+{
+    const struct {
+        const char *name;
+        const char **value;
+    } value_options[] = {{"--listen", &opts->listen},
+                         {"--record", &opts->record_dir},
+                         {"--port-file", &opts->port_file},
+                         {"--fault", &opts->fault},
+                         {"--tls-cert", &opts->tls_cert},
+                         {"--tls-key", &opts->tls_key},
+                         {"--tls-min-version", &opts->tls_min_version},
+                         {"--tls-max-version", &opts->tls_max_version}};
+    for (int i = 1; i < argc; ++i) {
+        const char *arg = argv[i];
+        int matched = 0;
+        if (strcmp(arg, "--help") == 0) {
+            puts("usage: crmsim [--listen HOST:PORT] [--record DIR] [--port-file FILE] [--fault MODE]\n"
+                 "              [--tls-cert FILE --tls-key FILE [--tls-min-version V] [--tls-max-version V]] [--help]\n"
+                 "  --listen           address to serve on (default " SIM_DEFAULT_LISTEN "; port 0: ephemeral)\n"
+                 "  --record           write every request to DIR/NNNNNN.body and DIR/NNNNNN.json\n"
+                 "  --port-file        write the bound port number to FILE\n"
+                 "  --fault            connection fault for every request without an X-Sim-Fault header:\n"
+                 "                     none (default), reset (TCP RST, no response), close-before-response\n"
+                 "                     (FIN, no response), close-mid-body (Content-Length: 1000, 100 bytes sent,\n"
+                 "                     then FIN), hang (no response until the client closes or crmsim exits)\n"
+                 "  --tls-cert         serve HTTPS with this PEM certificate chain (needs --tls-key)\n"
+                 "  --tls-key          the PEM private key of --tls-cert\n"
+                 "  --tls-min-version  lowest TLS version offered: 1.2 (default) or 1.3\n"
+                 "  --tls-max-version  highest TLS version offered: 1.2 or 1.3 (default)\n"
+                 "See tests/sim/README.md for the X-Sim-* control headers (X-Sim-Fault, X-Sim-Status, ...).");
+            return 0;
+        }
+        for (size_t k = 0; k != COUNT_OF(value_options) && matched == 0; ++k)
+            matched = match_option(value_options[k].name, argc, argv, &i, value_options[k].value);
+        if (matched == 0)
+            return usage_error("unknown argument '%s'", arg);
+        if (matched < 0)
+            return usage_error("missing value for %s", arg);
+    }
+    return check_options(opts);
 }
 
 static int prepare_record_dir(const char *dir)
@@ -1136,7 +1438,7 @@ static int prepare_record_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
-    struct options opts = {.listen = SIM_DEFAULT_LISTEN};
+    struct options opts = {.listen = SIM_DEFAULT_LISTEN, .default_fault = FAULT_NONE, .tls_min = TLS1_2_VERSION};
     int status = parse_options(argc, argv, &opts);
     if (status >= 0)
         return status;
