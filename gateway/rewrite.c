@@ -108,6 +108,15 @@ static const char *request_id_of(h2o_req_t *req)
 
 /* ---- sending -------------------------------------------------------------- */
 
+static void log_fault(h2o_req_t *req, const char *request_id, const char *what, const char *reason)
+{
+    gw_buf_t path = GW_BUF_INIT;
+    gw_buf_append_excerpt(&path, req->path.base, req->path.len, 120, 0); /* untrusted: escaped and capped */
+    gw_log_warn("request %s %.*s %s: the upstream %s (%s)", request_id, (int)req->method.len, req->method.base, path.base,
+                what, reason != NULL ? reason : "");
+    gw_buf_dispose(&path);
+}
+
 static void keep_allowed_headers(h2o_req_t *req)
 {
     h2o_headers_t kept = {NULL};
@@ -162,6 +171,7 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
             code = timeout ? GW_V_UPSTREAM_TIMEOUT : GW_V_UPSTREAM_UNREACHABLE;
             status = timeout ? 504 : 502;
             gw_metrics_count_fault(timeout ? GW_FAULT_TIMEOUT : GW_FAULT_UNREACHABLE);
+            log_fault(req, request_id, timeout ? "did not answer in time" : "could not be used", excerpt.base);
         }
         gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)server->config->upstream_io_timeout_ms,
                                  negotiation, server->config->error_format, request_id, &rendered);

@@ -349,6 +349,9 @@ static int setup_traffic(gw_server_t *server)
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
     h2o_hostconf_t *host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    /* h2o's own request error lines have their own format; the rewrite filter logs upstream faults instead */
+    pathconf->error_log.emit_request_errors = 0;
+    host->fallback_path.error_log.emit_request_errors = 0;
     gw_handler_register(pathconf, server);
     gw_rewrite_register(pathconf, server);
     /* h2o answers some requests before routing them (a body over its limit, broken chunked
