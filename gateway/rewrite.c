@@ -237,6 +237,18 @@ static void on_stop(h2o_ostream_t *_self, h2o_req_t *req)
         h2o_timeout_unlink(&self->proceed_timer);
 }
 
+/* A relayed success passes through untouched; an upstream that breaks off its body is counted and logged
+ * (h2o then closes the client's connection, or resets the stream: a short body never looks complete). */
+static void on_relay_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    if (state == H2O_SEND_STATE_ERROR) {
+        gw_metrics_count_fault(GW_FAULT_CLOSED_MID_BODY);
+        h2o_iovec_t id = gw_request_id_ensure(req);
+        log_fault(req, h2o_strdup(&req->pool, id.base, id.len).base, "broke off its response", "closed mid-body");
+    }
+    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+}
+
 static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     rewrite_filter_t *filter = (rewrite_filter_t *)_self;
@@ -245,6 +257,12 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
         /* a response of the CRM: h2o has just read its head */
         gw_metrics_count_upstream_status(req->res.status);
         gw_metrics_observe_upstream(gw_server_elapsed_ns(&req->processed_at.at));
+        if (req->res.status < 400) {
+            h2o_ostream_t *watch = h2o_add_ostream(req, sizeof(*watch), slot);
+            watch->do_send = on_relay_send;
+            h2o_setup_next_ostream(req, &watch->next);
+            return;
+        }
     }
     if (req->res.status < 400 || req == gw__rejection_in_progress ||
         media_type_is(content_type_of(req), "application/vnd.oracle.adf.error+json")) {
