@@ -536,10 +536,86 @@ static int set_tls(load_t *ld, const char *key, yaml_node_t *value)
     return 0;
 }
 
+static int set_global_mode(load_t *ld, const char *key, yaml_node_t *value)
+{
+    const char *s = scalar(ld, key, value);
+    if (s == NULL)
+        return -1;
+    if (gw_mode_parse(s, &ld->config->policy.mode) != 0) {
+        fail(ld, value, "mode: \"%s\" is not enforce, report or off", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_kind_modes(load_t *ld, const char *key, yaml_node_t *map)
+{
+    if (map->type != YAML_MAPPING_NODE) {
+        fail(ld, map, "modes: expected a mapping of rule kinds to modes, e.g. {maxLength: report}");
+        return -1;
+    }
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; ++pair) {
+        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key), *v = yaml_document_get_node(ld->doc, pair->value);
+        const char *kind_name = scalar(ld, "modes", k), *mode_name = scalar(ld, "modes", v);
+        gw_rule_kind_t kind;
+        gw_mode_t mode;
+        if (kind_name == NULL || mode_name == NULL)
+            return -1;
+        if (gw_rule_kind_parse(kind_name, &kind) != 0) {
+            fail(ld, k, "modes: unknown rule kind \"%s\" (known: maxLength, readOnly, createOnly, lookup, type, pattern, "
+                        "unknown, required, headers)",
+                 kind_name);
+            return -1;
+        }
+        if (gw_mode_parse(mode_name, &mode) != 0) {
+            fail(ld, v, "modes.%s: \"%s\" is not enforce, report or off", kind_name, mode_name);
+            return -1;
+        }
+        ld->config->policy.kind_modes[kind] = mode;
+    }
+    return 0;
+}
+
+static int set_field_modes(load_t *ld, const char *key, yaml_node_t *map)
+{
+    if (map->type != YAML_MAPPING_NODE) {
+        fail(ld, map, "field-modes: expected a mapping of JSON pointers to modes, e.g. {\"/Description\": report}");
+        return -1;
+    }
+    gw_policy_t *policy = &ld->config->policy;
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; ++pair) {
+        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key), *v = yaml_document_get_node(ld->doc, pair->value);
+        const char *pointer = scalar(ld, "field-modes", k), *mode_name = scalar(ld, "field-modes", v);
+        gw_mode_t mode;
+        if (pointer == NULL || mode_name == NULL)
+            return -1;
+        if (pointer[0] != '/') {
+            fail(ld, k, "field-modes: \"%s\" is not a JSON pointer (it starts with '/'; '*' matches any array index)", pointer);
+            return -1;
+        }
+        if (gw_mode_parse(mode_name, &mode) != 0) {
+            fail(ld, v, "field-modes.%s: \"%s\" is not enforce, report or off", pointer, mode_name);
+            return -1;
+        }
+        gw_pointer_mode_t *pointers = realloc((void *)policy->pointers, (policy->npointers + 1) * sizeof(*pointers));
+        if (pointers == NULL || (pointers[policy->npointers].pattern = strdup(pointer)) == NULL)
+            gw_fatal("out of memory");
+        pointers[policy->npointers++].mode = mode;
+        policy->pointers = pointers;
+    }
+    return 0;
+}
+
+static int set_report_header(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return parse_switch(ld, "report-header", value, &ld->config->report_header);
+}
+
 static const key_def_t top_level_keys[] = {
     {"listen", set_listen}, {"admin", set_admin},   {"threads", set_threads}, {"upstream", set_upstream},
     {"rules", set_rules},   {"limits", set_limits}, {"errors", set_errors},   {"tls", set_tls},
-    {NULL, NULL}};
+    {"mode", set_global_mode}, {"modes", set_kind_modes}, {"field-modes", set_field_modes},
+    {"report-header", set_report_header}, {NULL, NULL}};
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -561,6 +637,7 @@ static gw_config_t *config_new(const char *name, const char *base_dir)
     add_rule_path(config, resolve_path(config->base_dir, "rules"));
     config->limits = (gw_limits_t)GW_LIMITS_DEFAULT;
     config->error_format = GW_ERRORS_ORACLE;
+    gw_policy_init(&config->policy);
     return config;
 }
 
@@ -569,6 +646,9 @@ void gw_config_destroy(gw_config_t *config)
     if (config == NULL)
         return;
     clear_rules(config);
+    for (size_t i = 0; i < config->policy.npointers; ++i)
+        free(config->policy.pointers[i].pattern);
+    free((void *)config->policy.pointers);
     free(config->source);
     free(config->base_dir);
     free(config->upstream_url);

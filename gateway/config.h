@@ -38,6 +38,8 @@ typedef struct st_gw_config_t {
     size_t nrules;
     gw_limits_t limits;
     gw_error_format_t error_format;
+    gw_policy_t policy;     /* mode, modes (per rule kind), field-modes (per pointer); pointers owned here */
+    int report_header;      /* forwarded requests with report-mode violations carry X-CRMGate-Report */
 } gw_config_t;
 
 /** Loads a YAML file. NULL on error (err set: "FILE:LINE:COL: message"). */

@@ -414,7 +414,6 @@ int gw_describe_import(const char *name, const char *describe, size_t len, const
     json_object_set_new(rules, "description", json_string(description.base));
     gw_buf_dispose(&description);
     json_object_set_new(rules, "length-unit", json_string("characters"));
-    json_object_set_new(rules, "mode", json_string("enforce"));
     json_object_set_new(rules, "params", json_pack("{s:s}", "version", "[0-9]+(?:\\.[0-9]+)*|latest"));
     json_object_set(rules, "lookups", im.lookups);
     json_object_set(rules, "schemas", im.schemas);

@@ -14,6 +14,7 @@ void gw_evaluator_init(gw_evaluator_t *ev, const gw_limits_t *limits)
 {
     gw_arena_init(&ev->arena);
     ev->limits = *limits;
+    ev->policy = NULL;
     /* no captures are used: one pair suffices for every pattern */
     ev->match_data = pcre2_match_data_create(1, NULL);
     ev->match_context = pcre2_match_context_create(NULL);
@@ -177,7 +178,8 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
         gw_validate_params_t params = {.operation = out->route->operation,
                                        .max_depth = ev->limits.max_depth,
                                        .match_data = ev->match_data,
-                                       .match_context = ev->match_context};
+                                       .match_context = ev->match_context,
+                                       .policy = ev->policy};
         gw_validate_document(out->route->schema, doc, &params, &out->violations);
     }
     json_decref(doc);

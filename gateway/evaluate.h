@@ -67,6 +67,7 @@ typedef struct st_gw_evaluator_t {
     pcre2_match_data *match_data;
     pcre2_match_context *match_context;
     gw_limits_t limits;
+    const gw_policy_t *policy; /* the configuration's pointer-level modes; borrowed, may be NULL */
 } gw_evaluator_t;
 
 void gw_evaluator_init(gw_evaluator_t *ev, const gw_limits_t *limits);

@@ -126,6 +126,30 @@ static void send_rejection(gw_server_t *server, h2o_req_t *req, const gw_result_
     gw_buf_dispose(&rendered.body);
 }
 
+#define GW_REPORT_HEADER_MAX 1024
+
+/* X-CRMGate-Report: the codes and pointers of report-mode violations, bounded. */
+static void add_report_header(gw_request_state_t *state, h2o_req_t *req, const gw_result_t *result)
+{
+    gw_buf_t value = GW_BUF_INIT;
+    size_t listed = 0;
+    for (size_t i = 0; i < result->violations.count; ++i) {
+        const gw_violation_t *v = &result->violations.items[i];
+        size_t before = value.len;
+        gw_buf_printf(&value, "%s%s ", listed == 0 ? "" : ", ", gw_violation_code_name(v->code));
+        gw_buf_append_excerpt(&value, v->pointer, strlen(v->pointer), 200, 0); /* pointers quote the client's keys */
+        if (value.len > GW_REPORT_HEADER_MAX - 32) {
+            value.len = before;
+            break;
+        }
+        ++listed;
+    }
+    if (result->violations.total > listed)
+        gw_buf_printf(&value, "%s+%zu more", listed == 0 ? "" : ", ", result->violations.total - listed);
+    state->report_header = h2o_strdup(&req->pool, value.base, value.len); /* the filter puts it on the response */
+    gw_buf_dispose(&value);
+}
+
 static void count(const gw_route_t *route, const gw_result_t *result)
 {
     static const gw_metric_decision_t decisions[] = {[GW_DECISION_PASS_THROUGH] = GW_METRIC_PASS_THROUGH,
@@ -141,7 +165,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_handler_t *handler = (gw_handler_t *)self;
     gw_handler_context_t *hctx = h2o_context_get_handler_context(req->conn->ctx, self);
-    gw_server_track_request(req);
+    gw_request_state_t *state = gw_request_state_new(req);
     int body_cut = gw_bodyguard_on_request(req);
     h2o_iovec_t request_id = gw_request_id_ensure(req);
 
@@ -159,6 +183,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_result_t result;
     gw_evaluate(&hctx->evaluator, route, &greq, &result);
     count(route, &result);
+    if (result.decision == GW_DECISION_REPORT && handler->server->config->report_header)
+        add_report_header(state, req, &result);
     if (result.decision != GW_DECISION_REJECT)
         return -1; /* forwarded byte for byte: req->entity is what the proxy sends */
     send_rejection(handler->server, req, &result, request_id);
@@ -170,6 +196,7 @@ static void on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
     gw_handler_t *handler = (gw_handler_t *)self;
     gw_handler_context_t *hctx = h2o_mem_alloc(sizeof(*hctx));
     gw_evaluator_init(&hctx->evaluator, &handler->server->config->limits);
+    hctx->evaluator.policy = &handler->server->config->policy;
     h2o_context_set_handler_context(ctx, self, hctx);
 }
 
@@ -188,6 +215,10 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     if (i != -1)
         h2o_set_header_by_str(&req->pool, &req->res.headers, request_id_name.base, request_id_name.len, 0,
                               req->headers.entries[i].value.base, req->headers.entries[i].value.len, 1);
+    gw_request_state_t *state = gw_request_state(req);
+    if (state != NULL && state->report_header.len != 0)
+        h2o_set_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-crmgate-report"), 0,
+                              state->report_header.base, state->report_header.len, 1);
     h2o_setup_next_ostream(req, slot);
 }
 

@@ -126,7 +126,7 @@ int main(int argc, char **argv)
     }
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &err);
+    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &config->policy, &err);
     if (rules == NULL) {
         fprintf(stderr, "crmgate: %s\n", err.text);
         gw_config_destroy(config);

@@ -117,7 +117,7 @@ int gw_offline_validate(int argc, char **argv)
         return 2;
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &err);
+    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &config->policy, &err);
     gw_buf_t body = GW_BUF_INIT;
     int status = 2;
     if (rules == NULL) {
@@ -130,6 +130,7 @@ int gw_offline_validate(int argc, char **argv)
             req.framework_version = (gw_header_value_t){version, strlen(version), 1};
         gw_evaluator_t ev;
         gw_evaluator_init(&ev, &config->limits);
+        ev.policy = &config->policy;
         const gw_route_t *route = gw_evaluate_route(&ev, rules, &req);
         if (route == NULL) {
             fprintf(stderr, "crmgate validate: no rule matches %s %s: the gateway would forward it unvalidated\n",
@@ -217,7 +218,7 @@ static int rules_show(int argc, char **argv)
         return 1;
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &err);
+    gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &config->policy, &err);
     int status = 1;
     if (rules == NULL) {
         fprintf(stderr, "crmgate: %s\n", err.text);

@@ -38,7 +38,7 @@ typedef struct st_rewrite_ostream_t {
 } rewrite_ostream_t;
 
 /* Headers of an upstream error that may reach the client: they carry meaning a client acts on. */
-static const char *const allowed_headers[] = {"retry-after", "www-authenticate", "allow", NULL};
+static const char *const allowed_headers[] = {"retry-after", "www-authenticate", "allow", "x-crmgate-report", NULL};
 
 __thread h2o_req_t *gw__rejection_in_progress;
 

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,7 +43,8 @@ typedef struct st_rule_file_t {
     gw_schema_t *schemas;
     size_t nschemas;
     gw_length_unit_t length_unit;
-    gw_mode_t mode;
+    gw_mode_t mode;             /* the file's own, or the configuration's */
+    const gw_policy_t *policy;  /* the configuration's modes */
 } rule_file_t;
 
 void gw_error_set(gw_error_t *err, const char *fmt, ...)
@@ -555,7 +557,7 @@ static int compile_field(rule_file_t *rf, gw_schema_t *schema, gw_field_t *field
         if (parse_mode(rf, path_tokens, 5, mode, &m) != 0)
             return -1;
         for (size_t k = 0; k < GW_KIND__COUNT; ++k)
-            if (k != GW_KIND_STRUCTURE)
+            if (k != GW_KIND_STRUCTURE && k != GW_KIND_UPSTREAM)
                 field->modes[k] = m;
     }
     return 0;
@@ -596,17 +598,17 @@ static int compile_schema(rule_file_t *rf, gw_schema_t *schema, json_t *def)
             return -1;
         }
     }
-    for (size_t k = 0; k < GW_KIND__COUNT; ++k)
-        schema->modes[k] = k == GW_KIND_STRUCTURE ? GW_MODE_ENFORCE : rf->mode;
+    gw_mode_t base = rf->mode;
     if (mode != NULL) {
-        gw_mode_t m;
         path_tokens[2] = "mode";
-        if (parse_mode(rf, path_tokens, 3, mode, &m) != 0)
+        if (parse_mode(rf, path_tokens, 3, mode, &base) != 0)
             return -1;
-        for (size_t k = 0; k < GW_KIND__COUNT; ++k)
-            if (k != GW_KIND_STRUCTURE)
-                schema->modes[k] = m;
     }
+    /* a kind's mode in the configuration is more specific than a schema's or a file's */
+    for (size_t k = 0; k < GW_KIND__COUNT; ++k)
+        schema->modes[k] = k == GW_KIND_STRUCTURE || k == GW_KIND_UPSTREAM ? GW_MODE_ENFORCE
+                           : rf->policy->kind_modes[k] != GW_MODE_UNSET ? (gw_mode_t)rf->policy->kind_modes[k]
+                                                                       : base;
     /* "report" for unknown fields means: forward, but record each one */
     if (schema->unknown == GW_UNKNOWN_REPORT && schema->modes[GW_KIND_UNKNOWN] == GW_MODE_ENFORCE)
         schema->modes[GW_KIND_UNKNOWN] = GW_MODE_REPORT;
@@ -860,12 +862,13 @@ static void keep_params(rule_file_t *rf, gw_rule_file_t *info)
     }
 }
 
-static int compile_document(gw_ruleset_t *rules, const char *file, json_t *doc, gw_error_t *err)
+static int compile_document(gw_ruleset_t *rules, const char *file, json_t *doc, const gw_policy_t *policy,
+                            gw_error_t *err)
 {
     static const char *const known[] = {"crmgate-rules", "description", "length-unit", "mode",  "params",
                                         "lookups",       "schemas",     "routes",      NULL};
     rule_file_t rf = {.rules = rules, .file = file, .err = err, .length_unit = GW_LENGTH_CHARACTERS,
-                      .mode = GW_MODE_ENFORCE};
+                      .mode = policy->mode, .policy = policy};
     gw_rule_file_t *info = &rules->files[rules->nfiles - 1];
     const char *path_tokens[1] = {NULL};
     size_t npath = 0;
@@ -954,7 +957,8 @@ static void ruleset_free(gw_ruleset_t *rules)
 }
 
 /* Compiles one document; the file name is kept by the rule set for error messages and `rules show`. */
-static int add_document(gw_ruleset_t *rules, const char *name, const char *json, size_t len, gw_error_t *err)
+static int add_document(gw_ruleset_t *rules, const char *name, const char *json, size_t len, const gw_policy_t *policy,
+                        gw_error_t *err)
 {
     const char *file = arena_strdup(rules, name);
     rules->files = grow(rules->files, &rules->files_cap, rules->nfiles, sizeof(*rules->files));
@@ -967,7 +971,7 @@ static int add_document(gw_ruleset_t *rules, const char *name, const char *json,
         gw_error_set(err, "%s:%d:%d: %s", file, jerr.line, jerr.column, jerr.text);
         return -1;
     }
-    int ret = compile_document(rules, file, doc, err);
+    int ret = compile_document(rules, file, doc, policy, err);
     json_decref(doc);
     return ret;
 }
@@ -991,10 +995,28 @@ static void finish_digest(gw_ruleset_t *rules)
         snprintf(rules->digest + 2 * i, 3, "%02x", md[i]);
 }
 
-gw_ruleset_t *gw_ruleset_load_buffer(const char *name, const char *json, size_t len, gw_error_t *err)
+static gw_policy_t default_policy;
+static pthread_once_t default_policy_once = PTHREAD_ONCE_INIT;
+
+static void init_default_policy(void)
+{
+    gw_policy_init(&default_policy);
+}
+
+/* Without a configuration's policy, everything not set in the rule files is enforced. */
+static const gw_policy_t *policy_or_default(const gw_policy_t *policy)
+{
+    if (policy != NULL)
+        return policy;
+    pthread_once(&default_policy_once, init_default_policy);
+    return &default_policy;
+}
+
+gw_ruleset_t *gw_ruleset_load_buffer(const char *name, const char *json, size_t len, const gw_policy_t *policy,
+                                     gw_error_t *err)
 {
     gw_ruleset_t *rules = ruleset_new();
-    if (add_document(rules, name, json, len, err) != 0) {
+    if (add_document(rules, name, json, len, policy_or_default(policy), err) != 0) {
         ruleset_free(rules);
         return NULL;
     }
@@ -1002,7 +1024,7 @@ gw_ruleset_t *gw_ruleset_load_buffer(const char *name, const char *json, size_t 
     return rules;
 }
 
-static int load_file(gw_ruleset_t *rules, const char *path, gw_error_t *err)
+static int load_file(gw_ruleset_t *rules, const char *path, const gw_policy_t *policy, gw_error_t *err)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
@@ -1025,7 +1047,7 @@ static int load_file(gw_ruleset_t *rules, const char *path, gw_error_t *err)
     if (failed)
         gw_error_set(err, "%s: cannot read rule file", path);
     else if (content.len <= GW_RULES_MAX_FILE_SIZE)
-        ret = add_document(rules, path, content.base != NULL ? content.base : "", content.len, err);
+        ret = add_document(rules, path, content.base != NULL ? content.base : "", content.len, policy, err);
     gw_buf_dispose(&content);
     return ret;
 }
@@ -1035,7 +1057,7 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int load_directory(gw_ruleset_t *rules, const char *dir, gw_error_t *err)
+static int load_directory(gw_ruleset_t *rules, const char *dir, const gw_policy_t *policy, gw_error_t *err)
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
@@ -1066,7 +1088,7 @@ static int load_directory(gw_ruleset_t *rules, const char *dir, gw_error_t *err)
         if (ret == 0) {
             gw_buf_t path = GW_BUF_INIT;
             gw_buf_printf(&path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
-            ret = load_file(rules, path.base, err);
+            ret = load_file(rules, path.base, policy, err);
             gw_buf_dispose(&path);
         }
         free(names[i]);
@@ -1075,9 +1097,10 @@ static int load_directory(gw_ruleset_t *rules, const char *dir, gw_error_t *err)
     return ret;
 }
 
-gw_ruleset_t *gw_ruleset_load(const char *const *paths, size_t npaths, gw_error_t *err)
+gw_ruleset_t *gw_ruleset_load(const char *const *paths, size_t npaths, const gw_policy_t *policy, gw_error_t *err)
 {
     gw_ruleset_t *rules = ruleset_new();
+    policy = policy_or_default(policy);
     int ret = 0;
     if (npaths == 0) {
         gw_error_set(err, "no rule files or directories given");
@@ -1089,9 +1112,9 @@ gw_ruleset_t *gw_ruleset_load(const char *const *paths, size_t npaths, gw_error_
             gw_error_set(err, "%s: %s", paths[i], strerror(errno));
             ret = -1;
         } else if (S_ISDIR(st.st_mode)) {
-            ret = load_directory(rules, paths[i], err);
+            ret = load_directory(rules, paths[i], policy, err);
         } else {
-            ret = load_file(rules, paths[i], err);
+            ret = load_file(rules, paths[i], policy, err);
         }
     }
     if (ret != 0) {

@@ -106,12 +106,14 @@ typedef struct st_gw_ruleset_t gw_ruleset_t;
 
 /**
  * Compiles every path given: a directory contributes its *.json files (in name
- * order), a file itself. Returns NULL and sets err when anything is wrong: a
- * broken rule set is never returned, so it can never replace a working one.
+ * order), a file itself, with the configuration's modes (policy; NULL: enforce
+ * what the files do not set). Returns NULL and sets err when anything is wrong:
+ * a broken rule set is never returned, so it can never replace a working one.
  */
-gw_ruleset_t *gw_ruleset_load(const char *const *paths, size_t npaths, gw_error_t *err);
-/** Compiles one rule document held in memory (tests, fuzzing); name is used in errors. */
-gw_ruleset_t *gw_ruleset_load_buffer(const char *name, const char *json, size_t len, gw_error_t *err);
+gw_ruleset_t *gw_ruleset_load(const char *const *paths, size_t npaths, const gw_policy_t *policy, gw_error_t *err);
+/** Compiles one rule document held in memory (tests, fuzzing); name is used in errors. policy may be NULL (enforce). */
+gw_ruleset_t *gw_ruleset_load_buffer(const char *name, const char *json, size_t len, const gw_policy_t *policy,
+                                     gw_error_t *err);
 void gw_ruleset_addref(gw_ruleset_t *rules);
 void gw_ruleset_release(gw_ruleset_t *rules);
 

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,10 +55,79 @@ gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server)
     return rules;
 }
 
-typedef struct st_request_track_t {
-    gw_worker_t *worker;
+/* ---- per-request state ------------------------------------------------------
+ * h2o 2.2.5 offers no per-request slot, and its proxy re-processes the request
+ * (resetting the response), so what crmgate decides in the handler is kept here,
+ * in a per-thread table keyed by the request, for the filters and the end of the
+ * request to find. The state lives in the request's pool; its entry goes when the
+ * pool is released. */
+
+typedef struct st_state_slot_t {
     h2o_req_t *req;
-} request_track_t;
+    gw_request_state_t *state;
+} state_slot_t;
+
+static __thread state_slot_t *state_slots;
+static __thread size_t state_cap, state_count;
+
+static size_t slot_of(h2o_req_t *req)
+{
+    uintptr_t h = (uintptr_t)req;
+    h ^= h >> 17;
+    h *= 0xed5ad4bbu;
+    return (size_t)(h ^ (h >> 11)) & (state_cap - 1);
+}
+
+static void state_insert(h2o_req_t *req, gw_request_state_t *state)
+{
+    if ((state_count + 1) * 2 > state_cap) {
+        state_slot_t *old = state_slots;
+        size_t old_cap = state_cap;
+        state_cap = state_cap == 0 ? 64 : state_cap * 2;
+        if ((state_slots = calloc(state_cap, sizeof(*state_slots))) == NULL)
+            gw_fatal("out of memory (request states)");
+        state_count = 0;
+        for (size_t i = 0; i < old_cap; ++i)
+            if (old[i].req != NULL)
+                state_insert(old[i].req, old[i].state);
+        free(old);
+    }
+    size_t i = slot_of(req);
+    while (state_slots[i].req != NULL)
+        i = (i + 1) & (state_cap - 1);
+    state_slots[i] = (state_slot_t){req, state};
+    ++state_count;
+}
+
+gw_request_state_t *gw_request_state(h2o_req_t *req)
+{
+    if (state_cap == 0)
+        return NULL;
+    for (size_t i = slot_of(req); state_slots[i].req != NULL; i = (i + 1) & (state_cap - 1))
+        if (state_slots[i].req == req)
+            return state_slots[i].state;
+    return NULL;
+}
+
+static void state_remove(h2o_req_t *req)
+{
+    size_t i = slot_of(req);
+    while (state_slots[i].req != req) {
+        if (state_slots[i].req == NULL)
+            return;
+        i = (i + 1) & (state_cap - 1);
+    }
+    /* backward-shift deletion: no tombstones */
+    for (size_t j = (i + 1) & (state_cap - 1); state_slots[j].req != NULL; j = (j + 1) & (state_cap - 1)) {
+        size_t home = slot_of(state_slots[j].req);
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            state_slots[i] = state_slots[j];
+            i = j;
+        }
+    }
+    state_slots[i] = (state_slot_t){NULL, NULL};
+    --state_count;
+}
 
 static uint64_t elapsed_ns(const struct timeval *since)
 {
@@ -69,17 +139,20 @@ static uint64_t elapsed_ns(const struct timeval *since)
 
 static void on_request_done(void *p)
 {
-    request_track_t *track = p;
-    --track->worker->inflight;
-    gw_metrics_observe_request(elapsed_ns(&track->req->timestamps.request_begin_at));
+    gw_request_state_t *state = p;
+    --current_worker->inflight;
+    gw_metrics_observe_request(elapsed_ns(&state->req->timestamps.request_begin_at));
+    state_remove(state->req);
 }
 
-void gw_server_track_request(h2o_req_t *req)
+gw_request_state_t *gw_request_state_new(h2o_req_t *req)
 {
-    request_track_t *track = h2o_mem_alloc_shared(&req->pool, sizeof(*track), on_request_done);
-    track->worker = current_worker;
-    track->req = req;
+    gw_request_state_t *state = h2o_mem_alloc_shared(&req->pool, sizeof(*state), on_request_done);
+    memset(state, 0, sizeof(*state));
+    state->req = req;
+    state_insert(req, state);
     ++current_worker->inflight;
+    return state;
 }
 
 uint64_t gw_server_elapsed_ns(const struct timeval *since)

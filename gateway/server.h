@@ -42,8 +42,19 @@ int gw_server_check(const gw_config_t *config);
 /** The current rule set, with a reference the caller must release. */
 gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
 
-/** Counts a request in flight on the calling worker until its pool is released, and then its duration. */
-void gw_server_track_request(h2o_req_t *req);
+/*
+ * What crmgate decided about a request, for the filters and the end of the request.
+ * Created by the handler (every traffic request meets it first), in the request's pool.
+ */
+typedef struct st_gw_request_state_t {
+    h2o_req_t *req;
+    h2o_iovec_t report_header; /* X-CRMGate-Report value, or empty */
+} gw_request_state_t;
+
+/** Starts the state of a request: counted in flight until its pool is released, then its duration is observed. */
+gw_request_state_t *gw_request_state_new(h2o_req_t *req);
+/** The state of a request of this thread, or NULL (h2o refused it before routing). */
+gw_request_state_t *gw_request_state(h2o_req_t *req);
 /** Nanoseconds since a wall-clock time (h2o's request timestamps). */
 uint64_t gw_server_elapsed_ns(const struct timeval *since);
 

@@ -124,14 +124,22 @@ static const char *json_kind(const json_t *v)
 static gw_violation_t *report(walk_t *w, gw_violation_code_t code, gw_mode_t mode, const char *key, size_t key_len,
                               const char *field)
 {
-    if (mode == GW_MODE_OFF)
+    const gw_policy_t *policy = w->params->policy;
+    int by_pointer = policy != NULL && policy->npointers != 0 && code != GW_V_TOO_DEEP;
+    if (mode == GW_MODE_OFF && !by_pointer)
         return NULL;
     gw_violation_t v = {.code = code, .mode = mode, .field = field, .limit = -1, .found = -1};
-    if (!gw_violations_has_room(w->list, mode)) {
+    if (by_pointer) {
+        /* the configuration may set this very field's mode: the pointer decides */
+        v.pointer = render_pointer(w, key, key_len);
+        if ((v.mode = gw_policy_pointer_mode(policy, v.pointer, mode)) == GW_MODE_OFF)
+            return NULL;
+    } else if (!gw_violations_has_room(w->list, mode)) {
         gw_violations_add(w->list, &v); /* counted, not stored: skip rendering the pointer */
         return NULL;
+    } else {
+        v.pointer = render_pointer(w, key, key_len);
     }
-    v.pointer = render_pointer(w, key, key_len);
     return gw_violations_add(w->list, &v);
 }
 

@@ -36,6 +36,7 @@ typedef struct st_gw_validate_params_t {
     size_t max_depth; /* the top-level object is depth 1 */
     pcre2_match_data *match_data;
     pcre2_match_context *match_context;
+    const gw_policy_t *policy; /* pointer-level modes; may be NULL */
 } gw_validate_params_t;
 
 /** Validates a parsed top-level object against a schema, adding to list. */

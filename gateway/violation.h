@@ -65,6 +65,36 @@ typedef enum en_gw_rule_kind_t {
 
 typedef enum en_gw_mode_t { GW_MODE_ENFORCE, GW_MODE_REPORT, GW_MODE_OFF } gw_mode_t;
 
+#define GW_MODE_UNSET (-1) /* in policies: inherit from the less specific level */
+
+/* A mode set by the configuration for the field(s) a JSON pointer pattern names ("*" matches any one token). */
+typedef struct st_gw_pointer_mode_t {
+    char *pattern;
+    gw_mode_t mode;
+} gw_pointer_mode_t;
+
+/*
+ * The modes the configuration sets. The most specific setting wins: a field (a
+ * pointer here, or `mode` on a field in a rule file) over a rule kind (here)
+ * over a schema and a rule file (their `mode`) over the whole configuration.
+ * Structural failures always reject.
+ */
+typedef struct st_gw_policy_t {
+    gw_mode_t mode;                   /* the whole configuration */
+    int kind_modes[GW_KIND__COUNT];   /* a gw_mode_t, or GW_MODE_UNSET */
+    const gw_pointer_mode_t *pointers; /* owned by the configuration */
+    size_t npointers;
+} gw_policy_t;
+
+/** The policy of a configuration that sets nothing: everything enforced. */
+void gw_policy_init(gw_policy_t *policy);
+/** The mode the policy's pointers set for a violation at `pointer`, or `mode` when none matches. */
+gw_mode_t gw_policy_pointer_mode(const gw_policy_t *policy, const char *pointer, gw_mode_t mode);
+/** Parses "enforce", "report" or "off"; returns -1 otherwise. */
+int gw_mode_parse(const char *s, gw_mode_t *out);
+/** Parses a rule kind name as gw_rule_kind_name() prints it; returns -1 for unknown or structural kinds. */
+int gw_rule_kind_parse(const char *s, gw_rule_kind_t *out);
+
 /**
  * One violation. All strings are borrowed: from the arena of the evaluation
  * that produced it, or static / owned by the compiled rule set.

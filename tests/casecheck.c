@@ -352,7 +352,7 @@ static gw_ruleset_t *load_rules(const char *rules_path, const char *dir)
     const char *path = is_directory(local.base) ? local.base : rules_path;
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, &err);
+    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, NULL, &err);
     if (rules == NULL)
         fprintf(stderr, "casecheck: %s\n", err.text);
     gw_buf_dispose(&local);

@@ -98,7 +98,7 @@ static void test_mapping(void)
     if (out == NULL)
         return;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load_buffer("imported.json", out, strlen(out), &err);
+    gw_ruleset_t *rules = gw_ruleset_load_buffer("imported.json", out, strlen(out), NULL, &err);
     CHECK_REPORT(rules != NULL, "the imported rules compile (%s)", err.text);
     if (rules != NULL) {
         const char *p = "/crmRestApi/resources/11.13.18.05/things";
@@ -174,9 +174,9 @@ static void test_agreement_with_shipped_rules(void)
     CHECK_REPORT(gw_describe_import("interactions-describe.json", describe, dlen, "interactions-lookups.json", lookups, llen,
                                     &out, &err) == 0,
                  "the sample describe imports (%s)", err.text);
-    gw_ruleset_t *imported = gw_ruleset_load_buffer("imported.json", out.base, out.len, &err);
+    gw_ruleset_t *imported = gw_ruleset_load_buffer("imported.json", out.base, out.len, NULL, &err);
     const char *path = CRMGATE_SOURCE_DIR "/rules";
-    gw_ruleset_t *shipped = gw_ruleset_load(&path, 1, &err);
+    gw_ruleset_t *shipped = gw_ruleset_load(&path, 1, NULL, &err);
     CHECK_REPORT(imported != NULL && shipped != NULL, "both rule sets compile (%s)", err.text);
     if (imported != NULL && shipped != NULL) {
         pcre2_match_data *md = pcre2_match_data_create(1, NULL);
@@ -239,9 +239,9 @@ static void test_digest(void)
     const char *b = "{\n \"description\": \"same rules\",\n \"schemas\": {\"s\": {\"fields\": {\"x\": {\"maxLength\": 3,"
                     " \"type\": \"string\", \"description\": \"d\"}}}},\n \"crmgate-rules\": 1}";
     const char *c = "{\"crmgate-rules\": 1, \"schemas\": {\"s\": {\"fields\": {\"x\": {\"type\": \"string\", \"maxLength\": 4}}}}}";
-    gw_ruleset_t *ra = gw_ruleset_load_buffer("a.json", a, strlen(a), &err);
-    gw_ruleset_t *rb = gw_ruleset_load_buffer("b.json", b, strlen(b), &err);
-    gw_ruleset_t *rc = gw_ruleset_load_buffer("c.json", c, strlen(c), &err);
+    gw_ruleset_t *ra = gw_ruleset_load_buffer("a.json", a, strlen(a), NULL, &err);
+    gw_ruleset_t *rb = gw_ruleset_load_buffer("b.json", b, strlen(b), NULL, &err);
+    gw_ruleset_t *rc = gw_ruleset_load_buffer("c.json", c, strlen(c), NULL, &err);
     CHECK(ra != NULL && rb != NULL && rc != NULL);
     if (ra != NULL && rb != NULL && rc != NULL) {
         CHECK_STR_EQ(gw_ruleset_digest(ra), gw_ruleset_digest(rb));

@@ -12,7 +12,7 @@ static gw_ruleset_t *shipped(void)
     const char *path = CRMGATE_SOURCE_DIR "/rules";
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, &err);
+    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, NULL, &err);
     CHECK_REPORT(rules != NULL, "shipped rules compile (%s)", err.text);
     return rules;
 }
@@ -72,7 +72,7 @@ static const char *compile_error(const char *json)
 {
     static gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load_buffer("t.json", json, strlen(json), &err);
+    gw_ruleset_t *rules = gw_ruleset_load_buffer("t.json", json, strlen(json), NULL, &err);
     if (rules != NULL) {
         gw_ruleset_release(rules);
         return "";
@@ -145,19 +145,19 @@ static void test_duplicate_route_across_files(void)
     const char *path = dir;
     gw_error_t err;
     gw_error_clear(&err);
-    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, &err);
+    gw_ruleset_t *rules = gw_ruleset_load(&path, 1, NULL, &err);
     CHECK(rules == NULL);
     CHECK_CONTAINS(err.text, "b.json: /routes/0: route POST /x is already defined in");
     CHECK_CONTAINS(err.text, "a.json");
     unlink(a);
     /* one file alone compiles, and the digest identifies its content */
     gw_error_clear(&err);
-    rules = gw_ruleset_load(&path, 1, &err);
+    rules = gw_ruleset_load(&path, 1, NULL, &err);
     CHECK(rules != NULL && strlen(gw_ruleset_digest(rules)) == 64);
     gw_ruleset_release(rules);
     unlink(b);
     gw_error_clear(&err);
-    CHECK(gw_ruleset_load(&path, 1, &err) == NULL);
+    CHECK(gw_ruleset_load(&path, 1, NULL, &err) == NULL);
     CHECK_CONTAINS(err.text, "no *.json rule files");
     rmdir(dir);
 }

@@ -257,7 +257,7 @@ int main(void)
 {
     gw_error_t err;
     gw_error_clear(&err);
-    rules = gw_ruleset_load_buffer("inline.json", rules_json, strlen(rules_json), &err);
+    rules = gw_ruleset_load_buffer("inline.json", rules_json, strlen(rules_json), NULL, &err);
     CHECK_REPORT(rules != NULL, "inline rules compile (%s)", err.text);
     if (rules == NULL)
         return check_done();
