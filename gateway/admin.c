@@ -21,17 +21,16 @@ static void send_text(h2o_req_t *req, int status, const char *reason, const char
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    gw_admin_handler_t *handler = (gw_admin_handler_t *)self;
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/healthz"))) {
         send_text(req, 200, "OK", "ok\n");
         return 0;
     }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/readyz"))) {
         /* ready once a rule set is loaded: the server never runs without one */
-        gw_ruleset_t *rules = gw_server_acquire_rules(handler->server);
+        /* the admin listener runs on worker 0: its runtime is the one it judges by */
+        gw_ruleset_t *rules = gw_server_current_runtime()->rules;
         char body[100];
         snprintf(body, sizeof(body), "ready rules=%s\n", gw_ruleset_digest(rules));
-        gw_ruleset_release(rules);
         send_text(req, 200, "OK", body);
         return 0;
     }
@@ -50,10 +49,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/rules"))) {
         /* the loaded rule set, as `crmgate rules show` prints it */
-        gw_ruleset_t *rules = gw_server_acquire_rules(handler->server);
         gw_buf_t listing = GW_BUF_INIT;
-        gw_ruleset_show(rules, &listing);
-        gw_ruleset_release(rules);
+        gw_ruleset_show(gw_server_current_runtime()->rules, &listing);
         send_text(req, 200, "OK", listing.base); /* h2o_send_inline copies the body */
         gw_buf_dispose(&listing);
         return 0;

@@ -106,13 +106,13 @@ static void read_request(h2o_req_t *req, gw_request_t *out)
 
 /* ---- answering ---------------------------------------------------------- */
 
-static void send_rejection(gw_server_t *server, h2o_req_t *req, const gw_result_t *result, h2o_iovec_t request_id)
+static void send_rejection(const gw_config_t *config, h2o_req_t *req, const gw_result_t *result, h2o_iovec_t request_id)
 {
     gw_rendered_t rendered;
     char *id = h2o_mem_alloc_pool(&req->pool, request_id.len + 1);
     memcpy(id, request_id.base, request_id.len);
     id[request_id.len] = '\0';
-    gw_render_rejection(result, server->config->error_format, id, &rendered);
+    gw_render_rejection(result, config->error_format, id, &rendered);
     req->res.status = result->status;
     req->res.reason = gw_status_title(result->status);
     /* without a length, h2o 2.2.5 closes an HTTP/1.1 connection after a non-200 answer */
@@ -172,8 +172,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_request_t greq;
     read_request(req, &greq);
     greq.body_too_large = body_cut;
-    gw_ruleset_t *rules = atomic_load_explicit(&handler->server->rules, memory_order_acquire);
+    /* judged by the configuration and rules current when the request arrived, even across a reload */
+    const gw_config_t *config = state->runtime->config;
+    gw_ruleset_t *rules = state->runtime->rules;
     gw_evaluator_reset(&hctx->evaluator);
+    hctx->evaluator.limits = config->limits;
+    hctx->evaluator.policy = &config->policy;
     const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
     if (route == NULL) {
         gw_metrics_count_request(handler->server->pass_through_metric_id, GW_METRIC_PASS_THROUGH);
@@ -183,11 +187,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_result_t result;
     gw_evaluate(&hctx->evaluator, route, &greq, &result);
     count(route, &result);
-    if (result.decision == GW_DECISION_REPORT && handler->server->config->report_header)
+    if (result.decision == GW_DECISION_REPORT && config->report_header)
         add_report_header(state, req, &result);
     if (result.decision != GW_DECISION_REJECT)
         return -1; /* forwarded byte for byte: req->entity is what the proxy sends */
-    send_rejection(handler->server, req, &result, request_id);
+    send_rejection(config, req, &result, request_id);
     return 0;
 }
 
@@ -195,8 +199,7 @@ static void on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
 {
     gw_handler_t *handler = (gw_handler_t *)self;
     gw_handler_context_t *hctx = h2o_mem_alloc(sizeof(*hctx));
-    gw_evaluator_init(&hctx->evaluator, &handler->server->config->limits);
-    hctx->evaluator.policy = &handler->server->config->policy;
+    gw_evaluator_init(&hctx->evaluator, &handler->server->config->limits); /* limits and policy are set per request */
     h2o_context_set_handler_context(ctx, self, hctx);
 }
 

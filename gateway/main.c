@@ -32,10 +32,11 @@ static void usage(FILE *out)
 }
 
 typedef struct st_overrides_t {
+    const char *config_path;
     const char *listen, *upstream, *admin, *threads, *rules;
 } overrides_t;
 
-static int apply_overrides(gw_config_t *config, const overrides_t *o)
+static int apply_overrides(gw_config_t *config, const overrides_t *o, gw_error_t *err_out)
 {
     gw_error_t err;
     gw_error_clear(&err);
@@ -55,8 +56,31 @@ static int apply_overrides(gw_config_t *config, const overrides_t *o)
     }
     return 0;
 Error:
-    fprintf(stderr, "crmgate: command line: %s\n", err.text);
+    gw_error_set(err_out, "command line: %s", err.text);
     return -1;
+}
+
+/* The configuration as the command line asks: the file (or the embedded default) with the overrides. */
+static gw_config_t *load_configuration(void *ctx, gw_error_t *err)
+{
+    const overrides_t *o = ctx;
+    gw_config_t *config;
+    if (o->config_path != NULL) {
+        config = gw_config_load_file(o->config_path, err);
+    } else {
+        size_t len;
+        const char *text = gw_config_default_text(&len);
+        config = gw_config_load_text("<embedded default>", "", text, len, err);
+    }
+    if (config == NULL)
+        return NULL;
+    if (o->rules != NULL)
+        gw_config_set_rules(config, o->rules);
+    if (apply_overrides(config, o, err) != 0) {
+        gw_config_destroy(config);
+        return NULL;
+    }
+    return config;
 }
 
 int main(int argc, char **argv)
@@ -76,13 +100,12 @@ int main(int argc, char **argv)
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *config_path = NULL;
-    overrides_t overrides = {0};
+    static overrides_t overrides; /* read again by every reload */
     int test_only = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:th", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            config_path = optarg;
+            overrides.config_path = optarg;
             break;
         case 't':
             test_only = 1;
@@ -119,13 +142,13 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    gw_config_t *config = gw_offline_load_config(config_path, overrides.rules);
-    if (config == NULL || apply_overrides(config, &overrides) != 0) {
-        gw_config_destroy(config);
-        return 1;
-    }
     gw_error_t err;
     gw_error_clear(&err);
+    gw_config_t *config = load_configuration(&overrides, &err);
+    if (config == NULL) {
+        fprintf(stderr, "crmgate: %s\n", err.text);
+        return 1;
+    }
     gw_ruleset_t *rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &config->policy, &err);
     if (rules == NULL) {
         fprintf(stderr, "crmgate: %s\n", err.text);
@@ -141,7 +164,7 @@ int main(int argc, char **argv)
                gw_ruleset_digest(rules), gw_ruleset_route_count(rules), gw_ruleset_file_count(rules));
         status = 0;
     } else {
-        status = gw_server_run(config, rules);
+        return gw_server_run(config, rules, load_configuration, &overrides); /* owns config and rules now */
     }
     gw_ruleset_release(rules);
     gw_config_destroy(config);

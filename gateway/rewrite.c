@@ -144,7 +144,9 @@ static void send_downstream(rewrite_ostream_t *self, h2o_req_t *req, const char 
 
 static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
 {
-    gw_server_t *server = self->filter->server;
+    /* the request's own configuration; h2o's refusals before routing have none yet: the worker's current one */
+    gw_request_state_t *state = gw_request_state(req);
+    const gw_config_t *config = (state != NULL ? state->runtime : gw_server_current_runtime())->config;
     h2o_iovec_t ct = content_type_of(req);
     gw_buf_t excerpt = GW_BUF_INIT;
     gw_violation_code_t code = GW_V_UPSTREAM_ERROR;
@@ -152,18 +154,18 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
     const char *what = describe_body(ct, self->captured_len, &is_html);
     gw_upstream_excerpt(self->captured, self->captured_len, is_html, GW_EXCERPT_CHARS, &excerpt);
     gw_rendered_t rendered;
-    gw_negotiation_t negotiation = negotiation_of(req, &server->config->limits);
+    gw_negotiation_t negotiation = negotiation_of(req, &config->limits);
     const char *request_id = request_id_of(req);
     if (self->generated_by_proxy && status == 413) {
         /* h2o refused a body over its limit before reading it: the same 413 crmgate gives */
         gw_violation_t v = {.code = GW_V_BODY_TOO_LARGE, .mode = GW_MODE_ENFORCE, .pointer = "",
-                            .limit = (int64_t)server->config->limits.max_body, .found = -1};
-        gw_render_violation(&v, 413, negotiation, server->config->error_format, request_id, &rendered);
+                            .limit = (int64_t)config->limits.max_body, .found = -1};
+        gw_render_violation(&v, 413, negotiation, config->error_format, request_id, &rendered);
     } else if (self->generated_by_proxy && status < 500) {
         /* h2o refused the request itself (broken chunked encoding, a bad request line...) */
         gw_violation_t v = {.code = GW_V_BAD_REQUEST, .mode = GW_MODE_ENFORCE, .pointer = "", .excerpt = excerpt.base,
                             .limit = -1, .found = -1};
-        gw_render_violation(&v, status, negotiation, server->config->error_format, request_id, &rendered);
+        gw_render_violation(&v, status, negotiation, config->error_format, request_id, &rendered);
     } else {
         if (self->generated_by_proxy) {
             /* h2o's proxy reports its failures as a 502 whose body is the reason */
@@ -173,8 +175,8 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
             gw_metrics_count_fault(timeout ? GW_FAULT_TIMEOUT : GW_FAULT_UNREACHABLE);
             log_fault(req, request_id, timeout ? "did not answer in time" : "could not be used", excerpt.base);
         }
-        gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)server->config->upstream_io_timeout_ms,
-                                 negotiation, server->config->error_format, request_id, &rendered);
+        gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)config->upstream_io_timeout_ms,
+                                 negotiation, config->error_format, request_id, &rendered);
     }
     gw_buf_dispose(&excerpt);
     req->res.status = status;

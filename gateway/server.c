@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,9 +38,11 @@ struct st_gw_worker_t {
     h2o_accept_ctx_t admin_accept_ctx;
     h2o_socket_t *listener;
     h2o_socket_t *admin_listener;
-    h2o_multithread_receiver_t stop_receiver;
-    long inflight; /* requests of this worker not finished yet; touched by its thread only */
-    atomic_int ready; /* the stop receiver is registered */
+    h2o_multithread_receiver_t control_receiver; /* stop (wake-up) and new runtimes */
+    gw_runtime_t *runtime;                       /* this worker's current one (a reference) */
+    atomic_long inflight; /* requests of this worker not finished yet (read by the main thread when stopping) */
+    atomic_int ready;    /* the control receiver is registered */
+    atomic_int finished; /* the loop has ended */
     h2o_timeout_t guard_poll_timeout; /* 1 ms, for the body guard's TLS handshake watch */
 };
 
@@ -48,12 +51,41 @@ static __thread gw_worker_t *current_worker;
  * connections and their loops are left to the process exit. */
 static gw_server_t *running_server;
 
-gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server)
+gw_runtime_t *gw_runtime_new(gw_config_t *config, gw_ruleset_t *rules)
 {
-    gw_ruleset_t *rules = atomic_load_explicit(&server->rules, memory_order_acquire);
-    gw_ruleset_addref(rules);
-    return rules;
+    gw_runtime_t *runtime = calloc(1, sizeof(*runtime));
+    if (runtime == NULL)
+        gw_fatal("out of memory");
+    atomic_init(&runtime->refcount, 1);
+    runtime->config = config;
+    runtime->rules = rules;
+    return runtime;
 }
+
+void gw_runtime_addref(gw_runtime_t *runtime)
+{
+    atomic_fetch_add_explicit(&runtime->refcount, 1, memory_order_relaxed);
+}
+
+void gw_runtime_release(gw_runtime_t *runtime)
+{
+    if (runtime == NULL || atomic_fetch_sub_explicit(&runtime->refcount, 1, memory_order_acq_rel) != 1)
+        return;
+    gw_ruleset_release(runtime->rules);
+    gw_config_destroy(runtime->config);
+    free(runtime);
+}
+
+gw_runtime_t *gw_server_current_runtime(void)
+{
+    return current_worker->runtime;
+}
+
+/* A new runtime for a worker: sent by the main thread on reload. */
+typedef struct st_runtime_message_t {
+    h2o_multithread_message_t super;
+    gw_runtime_t *runtime; /* a reference for the worker */
+} runtime_message_t;
 
 /* ---- per-request state ------------------------------------------------------
  * h2o 2.2.5 offers no per-request slot, and its proxy re-processes the request
@@ -140,7 +172,8 @@ static uint64_t elapsed_ns(const struct timeval *since)
 static void on_request_done(void *p)
 {
     gw_request_state_t *state = p;
-    --current_worker->inflight;
+    gw_runtime_release(state->runtime);
+    atomic_fetch_sub(&current_worker->inflight, 1);
     gw_metrics_observe_request(elapsed_ns(&state->req->timestamps.request_begin_at));
     state_remove(state->req);
 }
@@ -150,8 +183,10 @@ gw_request_state_t *gw_request_state_new(h2o_req_t *req)
     gw_request_state_t *state = h2o_mem_alloc_shared(&req->pool, sizeof(*state), on_request_done);
     memset(state, 0, sizeof(*state));
     state->req = req;
+    state->runtime = current_worker->runtime;
+    gw_runtime_addref(state->runtime);
     state_insert(req, state);
-    ++current_worker->inflight;
+    atomic_fetch_add(&current_worker->inflight, 1);
     return state;
 }
 
@@ -261,9 +296,17 @@ static h2o_socket_t *start_listening(h2o_loop_t *loop, int fd, h2o_accept_ctx_t 
 
 /* ---- workers ------------------------------------------------------------ */
 
-/* The stop message only wakes the loop; the worker sees `stopping` and closes its listeners. */
-static void on_stop_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+/* A stop is a wake-up without a message (the worker then sees `stopping`); a message carries a new runtime. */
+static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
+    gw_worker_t *worker = H2O_STRUCT_FROM_MEMBER(gw_worker_t, control_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        runtime_message_t *message = H2O_STRUCT_FROM_MEMBER(runtime_message_t, super.link, messages->next);
+        h2o_linklist_unlink(&message->super.link);
+        gw_runtime_release(worker->runtime); /* requests in flight keep their own references */
+        worker->runtime = message->runtime;
+        free(message);
+    }
 }
 
 static void close_listeners(gw_worker_t *worker)
@@ -292,12 +335,14 @@ static void *worker_main(void *arg)
     gw_worker_t *worker = arg;
     gw_server_t *server = worker->server;
     current_worker = worker;
+    gw_runtime_addref(server->startup);
+    worker->runtime = server->startup;
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&worker->ctx, loop, &server->globalconf);
     h2o_timeout_init(loop, &worker->guard_poll_timeout, 1);
     worker->accept_ctx =
         (h2o_accept_ctx_t){.ctx = &worker->ctx, .hosts = server->globalconf.hosts, .ssl_ctx = server->listener_ssl_ctx};
-    h2o_multithread_register_receiver(worker->ctx.queue, &worker->stop_receiver, on_stop_message);
+    h2o_multithread_register_receiver(worker->ctx.queue, &worker->control_receiver, on_control_message);
     worker->listener = start_listening(loop, server->listen_fds[worker->index], &worker->accept_ctx);
     if (worker->index == 0 && server->admin_fd != -1) {
         h2o_context_init(&worker->admin_ctx, loop, &server->admin_conf);
@@ -311,12 +356,15 @@ static void *worker_main(void *arg)
     close_listeners(worker);
     /* draining: the listeners are closed; requests in flight get a grace period */
     uint64_t deadline = now_ms() + GW_SHUTDOWN_GRACE_MS;
-    while (worker->inflight > 0 && now_ms() < deadline)
-        h2o_evloop_run(loop, 100);
-    if (worker->inflight > 0)
-        gw_log_warn("worker %u: %ld request(s) still in flight after %d ms; closing", worker->index, worker->inflight,
-                    GW_SHUTDOWN_GRACE_MS);
-    h2o_multithread_unregister_receiver(worker->ctx.queue, &worker->stop_receiver);
+    while (atomic_load(&worker->inflight) > 0 && now_ms() < deadline)
+        h2o_evloop_run(loop, 10);
+    if (atomic_load(&worker->inflight) > 0)
+        gw_log_warn("worker %u: %ld request(s) still in flight after %d ms; closing", worker->index,
+                    (long)atomic_load(&worker->inflight), GW_SHUTDOWN_GRACE_MS);
+    h2o_multithread_unregister_receiver(worker->ctx.queue, &worker->control_receiver);
+    gw_runtime_release(worker->runtime);
+    worker->runtime = NULL;
+    atomic_store(&worker->finished, 1);
     /* open connections and the loop go with the process: h2o 2.2.5 cannot close
      * connections it owns from outside, and disposing a context with live
      * connections is not supported */
@@ -473,36 +521,123 @@ static unsigned thread_count(const gw_config_t *config)
     return cores < 1 ? 1 : cores > 256 ? 256 : (unsigned)cores;
 }
 
-static int wait_for_stop_signal(void)
+static void signal_set(sigset_t *set)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig;
-    while (sigwait(&set, &sig) != 0)
-        ;
-    return sig;
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
 }
 
-int gw_server_run(gw_config_t *config, gw_ruleset_t *rules)
+static int same_string(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* What a reload cannot change without new listeners or a new proxy: said, not half-applied. */
+#define RESTART_MSG "reload: %s changed in the configuration; restart crmgate to apply it (still %s)"
+
+static void warn_about_restart_only_changes(const gw_config_t *running, const gw_config_t *loaded)
+{
+    char was[300];
+    if (strcmp(running->listen.host, loaded->listen.host) != 0 || running->listen.port != loaded->listen.port) {
+        snprintf(was, sizeof(was), "%s:%u", running->listen.host, running->listen.port);
+        gw_log_warn(RESTART_MSG, "listen", was);
+    }
+    if (running->admin_enabled != loaded->admin_enabled || strcmp(running->admin.host, loaded->admin.host) != 0 ||
+        running->admin.port != loaded->admin.port) {
+        snprintf(was, sizeof(was), "%s:%u", running->admin.host, running->admin.port);
+        gw_log_warn(RESTART_MSG, "admin", running->admin_enabled ? was : "off");
+    }
+    if (running->threads != loaded->threads)
+        gw_log_warn(RESTART_MSG, "threads", "as at start-up");
+    if (!same_string(running->upstream_url, loaded->upstream_url) ||
+        running->upstream_keepalive_ms != loaded->upstream_keepalive_ms ||
+        running->upstream_io_timeout_ms != loaded->upstream_io_timeout_ms ||
+        !same_string(running->upstream_ca_file, loaded->upstream_ca_file) ||
+        running->upstream_verify_peer != loaded->upstream_verify_peer)
+        gw_log_warn(RESTART_MSG, "upstream", running->upstream_url);
+    if (!same_string(running->tls_cert_file, loaded->tls_cert_file) || !same_string(running->tls_key_file, loaded->tls_key_file))
+        gw_log_warn(RESTART_MSG, "tls", running->tls_cert_file != NULL ? running->tls_cert_file : "off");
+}
+
+/* SIGHUP: the configuration and rules compiled again and handed to every worker; a broken file changes nothing. */
+static void reload(gw_server_t *server)
+{
+    gw_error_t err;
+    gw_error_clear(&err);
+    gw_config_t *config = server->load_config(server->load_config_ctx, &err);
+    gw_ruleset_t *rules = NULL;
+    if (config != NULL)
+        rules = gw_ruleset_load((const char *const *)config->rules, config->nrules, &config->policy, &err);
+    if (rules == NULL) {
+        gw_log_error("reload failed, still serving rules %s: %s", gw_ruleset_digest(server->workers[0].runtime->rules),
+                     err.text);
+        gw_config_destroy(config);
+        gw_metrics_count_reload(0);
+        return;
+    }
+    warn_about_restart_only_changes(server->config, config);
+    gw_ruleset_set_metric_ids(rules, gw_metrics_route_id);
+    gw_log_info("reloaded: rules %s (%zu routes from %zu file(s))", gw_ruleset_digest(rules), gw_ruleset_route_count(rules),
+                gw_ruleset_file_count(rules));
+    gw_runtime_t *runtime = gw_runtime_new(config, rules);
+    for (unsigned i = 0; i < server->nthreads; ++i) {
+        runtime_message_t *message = calloc(1, sizeof(*message));
+        if (message == NULL)
+            gw_fatal("out of memory");
+        gw_runtime_addref(runtime);
+        message->runtime = runtime;
+        h2o_multithread_send_message(&server->workers[i].control_receiver, &message->super);
+    }
+    gw_runtime_release(runtime);
+    gw_metrics_count_reload(1);
+}
+
+/* Waits for the workers to finish; a second stop signal ends the process at once. */
+static void join_workers(gw_server_t *server)
+{
+    for (;;) {
+        unsigned running = 0;
+        for (unsigned i = 0; i < server->nthreads; ++i)
+            running += !atomic_load(&server->workers[i].finished);
+        if (running == 0)
+            break;
+        sigset_t set;
+        signal_set(&set);
+        struct timespec tick = {0, 50 * 1000000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            long inflight = 0;
+            for (unsigned i = 0; i < server->nthreads; ++i)
+                inflight += atomic_load(&server->workers[i].inflight);
+            /* the exit status says whether requests were cut off */
+            gw_log_warn("received %s again: exiting now, with %ld request(s) in flight", strsignal(sig), inflight);
+            fflush(stderr);
+            _exit(inflight == 0 ? 0 : 1);
+        }
+    }
+    for (unsigned i = 0; i < server->nthreads; ++i)
+        pthread_join(server->workers[i].thread, NULL);
+}
+
+int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t load_config, void *load_config_ctx)
 {
     gw_server_t *server = calloc(1, sizeof(*server));
     if (server == NULL)
         gw_fatal("out of memory");
     running_server = server;
     server->config = config;
+    server->load_config = load_config;
+    server->load_config_ctx = load_config_ctx;
     gw_ruleset_set_metric_ids(rules, gw_metrics_route_id);
     server->pass_through_metric_id = gw_metrics_route_id("(no route)");
-    gw_ruleset_addref(rules);
-    atomic_init(&server->rules, rules);
+    server->startup = gw_runtime_new(config, rules);
     server->nthreads = thread_count(config);
 
     /* signals are taken by the main thread only, with sigwait */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+    signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -522,15 +657,21 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules)
         if (pthread_create(&server->workers[i].thread, NULL, worker_main, &server->workers[i]) != 0)
             gw_fatal("cannot start worker thread %u", i);
     }
+    for (unsigned i = 0; i < server->nthreads; ++i)
+        while (!atomic_load(&server->workers[i].ready)) /* a reload must find every receiver registered */
+            sched_yield();
 
-    int sig = wait_for_stop_signal();
-    gw_log_info("received %s: no longer accepting; finishing requests in flight", strsignal(sig));
+    int sig;
+    while (sigwait(&set, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP)
+            reload(server);
+    }
+    gw_log_info("received %s: no longer accepting; finishing requests in flight (a second signal exits at once)",
+                strsignal(sig));
     atomic_store(&server->stopping, 1);
     for (unsigned i = 0; i < server->nthreads; ++i)
-        if (atomic_load(&server->workers[i].ready)) /* else its loop sees `stopping` within a second */
-            h2o_multithread_send_message(&server->workers[i].stop_receiver, NULL);
-    for (unsigned i = 0; i < server->nthreads; ++i)
-        pthread_join(server->workers[i].thread, NULL);
+        h2o_multithread_send_message(&server->workers[i].control_receiver, NULL);
+    join_workers(server);
     gw_log_info("stopped");
     return 0;
 }

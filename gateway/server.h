@@ -13,9 +13,30 @@
 
 typedef struct st_gw_worker_t gw_worker_t;
 
+/*
+ * A configuration with its compiled rules: what a request is judged by. A
+ * reload makes a new one; each worker switches to it on its own thread, and a
+ * request keeps the one it started with (a reference) until it ends.
+ */
+typedef struct st_gw_runtime_t {
+    atomic_uint refcount;
+    gw_config_t *config; /* owned */
+    gw_ruleset_t *rules; /* one reference */
+} gw_runtime_t;
+
+/** Takes ownership of config and of one reference to rules; returns a runtime with one reference. */
+gw_runtime_t *gw_runtime_new(gw_config_t *config, gw_ruleset_t *rules);
+void gw_runtime_addref(gw_runtime_t *runtime);
+void gw_runtime_release(gw_runtime_t *runtime);
+
+/** Loads the configuration again (the same file and command-line overrides), for a reload. */
+typedef gw_config_t *(*gw_config_loader_t)(void *ctx, gw_error_t *err);
+
 typedef struct st_gw_server_t {
-    gw_config_t *config;           /* owned by the caller, outlives the server */
-    gw_ruleset_t *_Atomic rules;   /* the current rule set; the server holds one reference */
+    gw_config_t *config;           /* the start-up configuration: listeners, upstream, TLS (a reload cannot change them) */
+    gw_runtime_t *startup;         /* owns config */
+    gw_config_loader_t load_config;
+    void *load_config_ctx;
     h2o_globalconf_t globalconf;   /* traffic */
     h2o_globalconf_t admin_conf;   /* the admin listener */
     h2o_url_t upstream;
@@ -31,16 +52,18 @@ typedef struct st_gw_server_t {
 
 /**
  * Serves until SIGTERM or SIGINT, then stops accepting, lets requests in
- * flight finish (up to a grace period) and returns 0. Returns 1 if it could
- * not start (the reason is logged). Takes a reference to rules.
+ * flight finish (up to a grace period) and returns 0; a second signal exits at
+ * once. SIGHUP reloads the configuration and the rules. Returns 1 if it could
+ * not start (the reason is logged). Takes ownership of config and of a
+ * reference to rules; load_config is called for each reload.
  */
-int gw_server_run(gw_config_t *config, gw_ruleset_t *rules);
+int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t load_config, void *load_config_ctx);
 
 /** What -t checks beyond the configuration and rules: the upstream URL and the TLS files. 0 or -1 (logged). */
 int gw_server_check(const gw_config_t *config);
 
-/** The current rule set, with a reference the caller must release. */
-gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
+/** The runtime the calling worker judges new requests by (borrowed: valid during the current callback). */
+gw_runtime_t *gw_server_current_runtime(void);
 
 /*
  * What crmgate decided about a request, for the filters and the end of the request.
@@ -48,6 +71,7 @@ gw_ruleset_t *gw_server_acquire_rules(gw_server_t *server);
  */
 typedef struct st_gw_request_state_t {
     h2o_req_t *req;
+    gw_runtime_t *runtime;     /* the configuration and rules it is judged by (a reference) */
     h2o_iovec_t report_header; /* X-CRMGate-Report value, or empty */
 } gw_request_state_t;
 
