@@ -27,6 +27,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/-/readyz"))) {
         /* ready once a rule set is loaded: the server never runs without one */
+        gw_server_t *server = gw_server_running();
+        if (server->audit != NULL && !gw_audit_healthy(server->audit)) {
+            send_text(req, 503, "Service Unavailable", "not ready: the audit sink is failing\n");
+            return 0;
+        }
         /* the admin listener runs on worker 0: its runtime is the one it judges by */
         gw_ruleset_t *rules = gw_server_current_runtime()->rules;
         char body[100];

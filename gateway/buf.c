@@ -89,6 +89,48 @@ void gw_buf_append_excerpt(gw_buf_t *buf, const char *bytes, size_t len, size_t 
     }
 }
 
+void gw_buf_append_json_string(gw_buf_t *buf, const char *bytes, size_t len, size_t max_bytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    int cut = len > max_bytes;
+    if (cut)
+        len = max_bytes;
+    gw_buf_reserve(buf, len + 8);
+    gw_buf_append(buf, "\"", 1);
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)bytes[i];
+        size_t run = i;
+        while (run < len && (unsigned char)bytes[run] >= 0x20 && (unsigned char)bytes[run] < 0x80 && bytes[run] != '"' &&
+               bytes[run] != '\\')
+            ++run;
+        if (run > i) {
+            gw_buf_append(buf, bytes + i, run - i);
+            i = run;
+            continue;
+        }
+        size_t seq;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            gw_buf_append(buf, esc, 2);
+            ++i;
+        } else if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            gw_buf_append(buf, esc, 6);
+            ++i;
+        } else if ((seq = gw_utf8_valid_sequence(bytes + i, len - i)) != 0) {
+            gw_buf_append(buf, bytes + i, seq);
+            i += seq;
+        } else {
+            gw_buf_appendz(buf, "\\ufffd");
+            ++i;
+        }
+    }
+    if (cut)
+        gw_buf_appendz(buf, "...");
+    gw_buf_append(buf, "\"", 1);
+}
+
 void gw_fatal(const char *fmt, ...)
 {
     va_list args;

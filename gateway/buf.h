@@ -30,6 +30,13 @@ void gw_buf_dispose(gw_buf_t *buf);
  */
 void gw_buf_append_excerpt(gw_buf_t *buf, const char *bytes, size_t len, size_t max_chars, int keep_utf8);
 
+/**
+ * Appends bytes as a JSON string literal (with the quotes): quotes, backslashes
+ * and control characters escaped, invalid UTF-8 replaced by U+FFFD, and at most
+ * max_bytes of input taken (a cut string ends with "...").
+ */
+void gw_buf_append_json_string(gw_buf_t *buf, const char *bytes, size_t len, size_t max_bytes);
+
 /** Prints "crmgate: fatal: ..." to stderr and aborts. */
 _Noreturn void gw_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -611,11 +611,108 @@ static int set_report_header(load_t *ld, const char *key, yaml_node_t *value)
     return parse_switch(ld, "report-header", value, &ld->config->report_header);
 }
 
+void gw_config_set_audit_path(gw_config_t *config, const char *path)
+{
+    free(config->audit.path);
+    config->audit.path = NULL;
+    if (strcmp(path, "off") != 0)
+        gw_config_set_string(&config->audit.path, path);
+}
+
+static int set_audit_path(load_t *ld, const char *key, yaml_node_t *value)
+{
+    const char *s = scalar(ld, "audit.path", value);
+    if (s == NULL)
+        return -1;
+    if (*s == '\0') {
+        fail(ld, value, "audit.path: a file, \"-\" (standard output) or off");
+        return -1;
+    }
+    if (strcmp(s, "-") == 0 || strcmp(s, "off") == 0) {
+        gw_config_set_audit_path(ld->config, s);
+    } else {
+        free(ld->config->audit.path);
+        ld->config->audit.path = resolve_path(ld->config->base_dir, s);
+    }
+    return 0;
+}
+
+static int set_audit_fsync(load_t *ld, const char *key, yaml_node_t *value)
+{
+    const char *s = scalar(ld, "audit.fsync", value);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "always") == 0)
+        ld->config->audit.fsync = GW_FSYNC_ALWAYS;
+    else if (strcmp(s, "interval") == 0)
+        ld->config->audit.fsync = GW_FSYNC_INTERVAL;
+    else if (strcmp(s, "never") == 0)
+        ld->config->audit.fsync = GW_FSYNC_NEVER;
+    else {
+        fail(ld, value, "audit.fsync: \"%s\" is not always, interval or never", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_audit_fsync_interval(load_t *ld, const char *key, yaml_node_t *value)
+{
+    if (set_duration(ld, "audit.fsync-interval", value, &ld->config->audit.fsync_interval_ms) != 0)
+        return -1;
+    if (ld->config->audit.fsync_interval_ms == 0) {
+        fail(ld, value, "audit.fsync-interval: must be more than 0 (use fsync: always)");
+        return -1;
+    }
+    return 0;
+}
+
+static int set_audit_on_failure(load_t *ld, const char *key, yaml_node_t *value)
+{
+    const char *s = scalar(ld, "audit.on-failure", value);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "fail-closed") == 0)
+        ld->config->audit.fail_open = 0;
+    else if (strcmp(s, "fail-open") == 0)
+        ld->config->audit.fail_open = 1;
+    else {
+        fail(ld, value, "audit.on-failure: \"%s\" is not fail-closed or fail-open", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_audit_all_routes(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return parse_switch(ld, "audit.all-routes", value, &ld->config->audit.all_routes);
+}
+
+static int set_audit_queue(load_t *ld, const char *key, yaml_node_t *value)
+{
+    uint64_t v;
+    if (set_bounded(ld, "audit.queue", value, 4096, 1024ull * 1024 * 1024, 1, &v) != 0)
+        return -1;
+    ld->config->audit.queue_bytes = (size_t)v;
+    return 0;
+}
+
+static int set_audit(load_t *ld, const char *key, yaml_node_t *value)
+{
+    static const key_def_t defs[] = {{"path", set_audit_path},
+                                     {"fsync", set_audit_fsync},
+                                     {"fsync-interval", set_audit_fsync_interval},
+                                     {"on-failure", set_audit_on_failure},
+                                     {"all-routes", set_audit_all_routes},
+                                     {"queue", set_audit_queue},
+                                     {NULL, NULL}};
+    return apply_mapping(ld, "audit", value, defs);
+}
+
 static const key_def_t top_level_keys[] = {
     {"listen", set_listen}, {"admin", set_admin},   {"threads", set_threads}, {"upstream", set_upstream},
     {"rules", set_rules},   {"limits", set_limits}, {"errors", set_errors},   {"tls", set_tls},
     {"mode", set_global_mode}, {"modes", set_kind_modes}, {"field-modes", set_field_modes},
-    {"report-header", set_report_header}, {NULL, NULL}};
+    {"report-header", set_report_header}, {"audit", set_audit}, {NULL, NULL}};
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -638,6 +735,10 @@ static gw_config_t *config_new(const char *name, const char *base_dir)
     config->limits = (gw_limits_t)GW_LIMITS_DEFAULT;
     config->error_format = GW_ERRORS_ORACLE;
     gw_policy_init(&config->policy);
+    gw_config_set_string(&config->audit.path, "-");
+    config->audit.fsync = GW_FSYNC_INTERVAL;
+    config->audit.fsync_interval_ms = 1000;
+    config->audit.queue_bytes = 4 * 1024 * 1024;
     return config;
 }
 
@@ -653,6 +754,7 @@ void gw_config_destroy(gw_config_t *config)
     free(config->base_dir);
     free(config->upstream_url);
     free(config->upstream_ca_file);
+    free(config->audit.path);
     free(config->tls_cert_file);
     free(config->tls_key_file);
     free(config);

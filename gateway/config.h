@@ -14,6 +14,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "render.h"
+#include "audit.h"
 
 typedef struct st_gw_hostport_t {
     char host[256];
@@ -40,6 +41,14 @@ typedef struct st_gw_config_t {
     gw_error_format_t error_format;
     gw_policy_t policy;     /* mode, modes (per rule kind), field-modes (per pointer); pointers owned here */
     int report_header;      /* forwarded requests with report-mode violations carry X-CRMGate-Report */
+    struct {
+        char *path; /* a file, "-" for standard output, or NULL: no audit trail */
+        gw_fsync_policy_t fsync;
+        uint64_t fsync_interval_ms;
+        int fail_open;  /* 0: answer 503 while the sink fails (the default); 1: go on unaudited */
+        int all_routes; /* 1: a record for every request, not only those on validated routes */
+        size_t queue_bytes;
+    } audit;
 } gw_config_t;
 
 /** Loads a YAML file. NULL on error (err set: "FILE:LINE:COL: message"). */
@@ -55,6 +64,8 @@ const char *gw_config_default_text(size_t *len);
 int gw_config_parse_hostport(const char *s, gw_hostport_t *out, gw_error_t *err);
 int gw_config_parse_threads(const char *s, unsigned *out, gw_error_t *err);
 int gw_config_parse_upstream(const char *s, gw_error_t *err);
+/** Sets audit.path from the command line: a file, "-" or "off". */
+void gw_config_set_audit_path(gw_config_t *config, const char *path);
 /** Replaces the rule paths with one path (resolved against the working directory). */
 void gw_config_set_rules(gw_config_t *config, const char *path);
 void gw_config_set_string(char **field, const char *value);

@@ -150,6 +150,26 @@ static void add_report_header(gw_request_state_t *state, h2o_req_t *req, const g
     gw_buf_dispose(&value);
 }
 
+static void refuse_unaudited(const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state, const gw_route_t *route,
+                             h2o_iovec_t request_id)
+{
+    gw_violation_t v = {.code = GW_V_AUDIT_UNAVAILABLE, .mode = GW_MODE_ENFORCE, .pointer = "", .limit = -1, .found = -1};
+    gw_result_t result;
+    memset(&result, 0, sizeof(result));
+    result.decision = GW_DECISION_REJECT;
+    result.status = 503;
+    result.violations.items = &v;
+    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("rest-framework-version"), -1);
+    result.framework_version =
+        i == -1 ? 1 : gw_framework_version_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, 9);
+    result.accepts_json = 1;
+    state->route = route;
+    gw_auditlog_prepare(state, &result); /* queued if the sink can take it; counted as dropped otherwise */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    send_rejection(config, req, &result, request_id);
+}
+
 static void count(const gw_route_t *route, const gw_result_t *result)
 {
     static const gw_metric_decision_t decisions[] = {[GW_DECISION_PASS_THROUGH] = GW_METRIC_PASS_THROUGH,
@@ -179,14 +199,25 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     hctx->evaluator.limits = config->limits;
     hctx->evaluator.policy = &config->policy;
     const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
+    int audited = handler->server->audit != NULL && (route != NULL || config->audit.all_routes);
+    if (audited && !config->audit.fail_open && !gw_audit_healthy(handler->server->audit)) {
+        /* fail-closed: nothing is served that the audit trail cannot record */
+        refuse_unaudited(config, req, state, route, request_id);
+        return 0;
+    }
     if (route == NULL) {
         gw_metrics_count_request(handler->server->pass_through_metric_id, GW_METRIC_PASS_THROUGH);
+        if (audited)
+            gw_auditlog_prepare(state, NULL);
         return -1; /* not a validated route: the proxy forwards it untouched */
     }
 
     gw_result_t result;
     gw_evaluate(&hctx->evaluator, route, &greq, &result);
     count(route, &result);
+    state->route = route;
+    if (audited)
+        gw_auditlog_prepare(state, &result);
     if (result.decision == GW_DECISION_REPORT && config->report_header)
         add_report_header(state, req, &result);
     if (result.decision != GW_DECISION_REJECT)

@@ -12,7 +12,7 @@
 static void usage(FILE *out)
 {
     fputs("usage: crmgate [-c FILE] [-t] [--listen HOST:PORT] [--upstream URL]\n"
-          "               [--admin HOST:PORT|off] [--threads N|auto] [--rules PATH]\n"
+          "               [--admin HOST:PORT|off] [--threads N|auto] [--rules PATH] [--audit PATH|-|off]\n"
           "       crmgate validate [--rules PATH] [--method M] [--path P] [--framework-version N] FILE|-\n"
           "       crmgate rules show [--rules PATH]\n"
           "       crmgate rules import-describe DESCRIBE.json [--lookups LOOKUPS.json] [-o FILE]\n"
@@ -25,15 +25,17 @@ static void usage(FILE *out)
           "      --admin H:P     admin listener, or off (overrides admin:)\n"
           "      --threads N     worker threads, or auto (overrides threads:)\n"
           "      --rules PATH    a rule file or directory (overrides rules:)\n"
+          "      --audit PATH    the audit trail: a file, - (standard output) or off (overrides audit.path:)\n"
           "\n"
-          "Signals: SIGTERM/SIGINT stop accepting, finish requests in flight, exit 0.\n"
+          "Signals: SIGTERM/SIGINT stop accepting, finish requests in flight, flush the audit trail and exit 0\n"
+          "(a second one exits at once); SIGHUP reloads configuration and rules; SIGUSR1 reopens the audit file.\n"
           "Exit status: 0 ok, 1 configuration or rules error, 2 usage error.\n",
           out);
 }
 
 typedef struct st_overrides_t {
     const char *config_path;
-    const char *listen, *upstream, *admin, *threads, *rules;
+    const char *listen, *upstream, *admin, *threads, *rules, *audit;
 } overrides_t;
 
 static int apply_overrides(gw_config_t *config, const overrides_t *o, gw_error_t *err_out)
@@ -49,6 +51,8 @@ static int apply_overrides(gw_config_t *config, const overrides_t *o, gw_error_t
     }
     if (o->threads != NULL && gw_config_parse_threads(o->threads, &config->threads, &err) != 0)
         goto Error;
+    if (o->audit != NULL)
+        gw_config_set_audit_path(config, o->audit);
     if (o->upstream != NULL) {
         if (gw_config_parse_upstream(o->upstream, &err) != 0)
             goto Error;
@@ -97,6 +101,7 @@ int main(int argc, char **argv)
                                              {"admin", required_argument, NULL, 'A'},
                                              {"threads", required_argument, NULL, 'T'},
                                              {"rules", required_argument, NULL, 'R'},
+                                             {"audit", required_argument, NULL, 'a'},
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -124,6 +129,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             overrides.rules = optarg;
+            break;
+        case 'a':
+            overrides.audit = optarg;
             break;
         case 'V':
             printf("crmgate %s (h2o %s, jansson %s)\n", CRMGATE_VERSION, H2O_VERSION, JANSSON_VERSION);

@@ -23,7 +23,7 @@ static struct {
     counter_t violations[GW_V__COUNT][2];
     counter_t upstream_status[6]; /* 1xx..5xx; [0] other */
     counter_t faults[GW_FAULT__COUNT];
-    counter_t audit_records, audit_wait_ns, audit_failures;
+    counter_t audit_records, audit_wait_ns, audit_failures, audit_dropped;
     counter_t reloads[2];
     histogram_t request_latency, upstream_latency;
 } registry = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -91,6 +91,11 @@ void gw_metrics_add_audit_wait(uint64_t nanoseconds)
 void gw_metrics_count_audit_failure(void)
 {
     inc(&registry.audit_failures, 1);
+}
+
+void gw_metrics_count_audit_dropped(void)
+{
+    inc(&registry.audit_dropped, 1);
 }
 
 void gw_metrics_count_reload(int ok)
@@ -202,6 +207,9 @@ void gw_metrics_render(gw_buf_t *out)
     gw_buf_printf(out, "crmgate_audit_backpressure_seconds_total %.9f\n", (double)get(&registry.audit_wait_ns) / 1e9);
     family(out, "crmgate_audit_sink_failures_total", "counter", "Failed writes to the audit sink.");
     gw_buf_printf(out, "crmgate_audit_sink_failures_total %llu\n", (unsigned long long)get(&registry.audit_failures));
+    family(out, "crmgate_audit_records_dropped_total", "counter",
+           "Audit records that could not be queued because the sink was failing and the queue was full.");
+    gw_buf_printf(out, "crmgate_audit_records_dropped_total %llu\n", (unsigned long long)get(&registry.audit_dropped));
     family(out, "crmgate_rule_reloads_total", "counter", "Configuration and rule reloads, by result.");
     gw_buf_printf(out, "crmgate_rule_reloads_total{result=\"ok\"} %llu\ncrmgate_rule_reloads_total{result=\"failed\"} %llu\n",
                   (unsigned long long)get(&registry.reloads[0]), (unsigned long long)get(&registry.reloads[1]));

@@ -39,6 +39,7 @@ void gw_metrics_count_fault(gw_upstream_fault_t fault);
 void gw_metrics_count_audit_record(void);
 void gw_metrics_add_audit_wait(uint64_t nanoseconds);
 void gw_metrics_count_audit_failure(void);
+void gw_metrics_count_audit_dropped(void);
 void gw_metrics_count_reload(int ok);
 void gw_metrics_observe_request(uint64_t nanoseconds);
 void gw_metrics_observe_upstream(uint64_t nanoseconds);

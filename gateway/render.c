@@ -150,6 +150,9 @@ void gw_violation_detail(const gw_violation_t *v, gw_buf_t *out)
                           "application/vnd.oracle.adf.resourceitem+json (charset, if given, UTF-8).",
                           excerpt);
         break;
+    case GW_V_AUDIT_UNAVAILABLE:
+        gw_buf_printf(out, "The audit trail cannot be written, and requests are not served unaudited; try again later.");
+        break;
     case GW_V_BAD_REQUEST:
         gw_buf_printf(out, "The request is not valid HTTP: %s.", excerpt);
         break;

@@ -173,6 +173,8 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
             code = timeout ? GW_V_UPSTREAM_TIMEOUT : GW_V_UPSTREAM_UNREACHABLE;
             status = timeout ? 504 : 502;
             gw_metrics_count_fault(timeout ? GW_FAULT_TIMEOUT : GW_FAULT_UNREACHABLE);
+            if (state != NULL)
+                state->fault = timeout ? "timeout" : "unreachable";
             log_fault(req, request_id, timeout ? "did not answer in time" : "could not be used", excerpt.base);
         }
         gw_render_upstream_error(code, status, what, excerpt.base, (int64_t)config->upstream_io_timeout_ms,
@@ -244,6 +246,9 @@ static void on_stop(h2o_ostream_t *_self, h2o_req_t *req)
 static void on_relay_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
 {
     if (state == H2O_SEND_STATE_ERROR) {
+        gw_request_state_t *rs = gw_request_state(req);
+        if (rs != NULL)
+            rs->fault = "closed-mid-body";
         gw_metrics_count_fault(GW_FAULT_CLOSED_MID_BODY);
         h2o_iovec_t id = gw_request_id_ensure(req);
         log_fault(req, h2o_strdup(&req->pool, id.base, id.len).base, "broke off its response", "closed mid-body");
@@ -257,8 +262,14 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     int relayed = req != gw__rejection_in_progress && req->_generator != NULL && req->_generator->proceed != NULL;
     if (relayed) {
         /* a response of the CRM: h2o has just read its head */
+        uint64_t upstream_ns = gw_server_elapsed_ns(&req->processed_at.at);
         gw_metrics_count_upstream_status(req->res.status);
-        gw_metrics_observe_upstream(gw_server_elapsed_ns(&req->processed_at.at));
+        gw_metrics_observe_upstream(upstream_ns);
+        gw_request_state_t *state = gw_request_state(req);
+        if (state != NULL) {
+            state->upstream_status = req->res.status;
+            state->upstream_ns = upstream_ns;
+        }
         if (req->res.status < 400) {
             h2o_ostream_t *watch = h2o_add_ostream(req, sizeof(*watch), slot);
             watch->do_send = on_relay_send;

@@ -169,9 +169,15 @@ static uint64_t elapsed_ns(const struct timeval *since)
     return us > 0 ? (uint64_t)us * 1000 : 0;
 }
 
+gw_server_t *gw_server_running(void)
+{
+    return running_server;
+}
+
 static void on_request_done(void *p)
 {
     gw_request_state_t *state = p;
+    gw_auditlog_write(running_server, state); /* the response is complete: its record can say how it ended */
     gw_runtime_release(state->runtime);
     atomic_fetch_sub(&current_worker->inflight, 1);
     gw_metrics_observe_request(elapsed_ns(&state->req->timestamps.request_begin_at));
@@ -527,6 +533,7 @@ static void signal_set(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
 }
 
 static int same_string(const char *a, const char *b)
@@ -559,6 +566,10 @@ static void warn_about_restart_only_changes(const gw_config_t *running, const gw
         gw_log_warn(RESTART_MSG, "upstream", running->upstream_url);
     if (!same_string(running->tls_cert_file, loaded->tls_cert_file) || !same_string(running->tls_key_file, loaded->tls_key_file))
         gw_log_warn(RESTART_MSG, "tls", running->tls_cert_file != NULL ? running->tls_cert_file : "off");
+    if (!same_string(running->audit.path, loaded->audit.path) || running->audit.fsync != loaded->audit.fsync ||
+        running->audit.fsync_interval_ms != loaded->audit.fsync_interval_ms ||
+        running->audit.queue_bytes != loaded->audit.queue_bytes)
+        gw_log_warn(RESTART_MSG, "audit", running->audit.path != NULL ? running->audit.path : "off");
 }
 
 /* SIGHUP: the configuration and rules compiled again and handed to every worker; a broken file changes nothing. */
@@ -607,6 +618,8 @@ static void join_workers(gw_server_t *server)
         signal_set(&set);
         struct timespec tick = {0, 50 * 1000000};
         int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGUSR1 && server->audit != NULL)
+            gw_audit_reopen(server->audit);
         if (sig == SIGTERM || sig == SIGINT) {
             long inflight = 0;
             for (unsigned i = 0; i < server->nthreads; ++i)
@@ -643,6 +656,20 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
 
     if (setup_traffic(server) != 0 || open_listeners(server) != 0)
         return 1; /* exiting: the OS reclaims the half-built server */
+    if (config->audit.path != NULL) {
+        gw_error_t err;
+        gw_error_clear(&err);
+        gw_audit_options_t options = {.path = config->audit.path, .fsync = config->audit.fsync,
+                                      .fsync_interval_ms = config->audit.fsync_interval_ms,
+                                      .queue_bytes = config->audit.queue_bytes};
+        if ((server->audit = gw_audit_open(&options, &err)) == NULL) {
+            gw_log_error("%s", err.text);
+            return 1;
+        }
+        gw_log_info("audit trail to %s (fsync %s, %s)", strcmp(config->audit.path, "-") == 0 ? "standard output" : config->audit.path,
+                    config->audit.fsync == GW_FSYNC_ALWAYS ? "always" : config->audit.fsync == GW_FSYNC_NEVER ? "never" : "interval",
+                    config->audit.fail_open ? "fail-open" : "fail-closed");
+    }
     if (server->admin_fd != -1)
         setup_admin(server);
     gw_log_info("upstream %s; rules %s (%zu routes)", config->upstream_url, gw_ruleset_digest(rules),
@@ -662,9 +689,11 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
             sched_yield();
 
     int sig;
-    while (sigwait(&set, &sig) != 0 || sig == SIGHUP) {
+    while (sigwait(&set, &sig) != 0 || sig == SIGHUP || sig == SIGUSR1) {
         if (sig == SIGHUP)
             reload(server);
+        else if (sig == SIGUSR1 && server->audit != NULL)
+            gw_audit_reopen(server->audit); /* after logrotate moved the file */
     }
     gw_log_info("received %s: no longer accepting; finishing requests in flight (a second signal exits at once)",
                 strsignal(sig));
@@ -672,6 +701,10 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
     for (unsigned i = 0; i < server->nthreads; ++i)
         h2o_multithread_send_message(&server->workers[i].control_receiver, NULL);
     join_workers(server);
+    if (server->audit != NULL) {
+        gw_audit_close(server->audit); /* every record of every answered request, written and synced */
+        server->audit = NULL;
+    }
     gw_log_info("stopped");
     return 0;
 }

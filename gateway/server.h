@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <h2o.h>
 #include "config.h"
+#include "audit.h"
 #include "evaluate.h"
 #include "rules.h"
 
@@ -48,6 +49,7 @@ typedef struct st_gw_server_t {
     int admin_fd;
     atomic_int stopping;
     unsigned pass_through_metric_id;
+    gw_audit_t *audit; /* NULL: no audit trail */
 } gw_server_t;
 
 /**
@@ -73,6 +75,16 @@ typedef struct st_gw_request_state_t {
     h2o_req_t *req;
     gw_runtime_t *runtime;     /* the configuration and rules it is judged by (a reference) */
     h2o_iovec_t report_header; /* X-CRMGate-Report value, or empty */
+    /* for the audit record, written when the request ends */
+    int audited;
+    const gw_route_t *route;   /* NULL: no route (or refused before routing) */
+    gw_decision_t decision;
+    h2o_iovec_t violations;    /* the record's "violations" array (JSON), in the request pool */
+    char body_sha256[65];
+    size_t bytes_in;
+    int upstream_status;       /* 0: the CRM did not answer */
+    uint64_t upstream_ns;
+    const char *fault;         /* static: why the CRM did not answer, or NULL */
 } gw_request_state_t;
 
 /** Starts the state of a request: counted in flight until its pool is released, then its duration is observed. */
@@ -89,6 +101,11 @@ void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
  * otherwise a new one, put in the request headers (so it also goes upstream).
  */
 h2o_iovec_t gw_request_id_ensure(h2o_req_t *req);
+/* auditlog.c: the audit record of a request. */
+void gw_auditlog_prepare(gw_request_state_t *state, const gw_result_t *result); /* when it is judged */
+void gw_auditlog_write(gw_server_t *server, gw_request_state_t *state);       /* when it ends */
+/** The running server (its audit sink, for the request's end). */
+gw_server_t *gw_server_running(void);
 /* rewrite.c: upstream errors in the negotiated format. */
 void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server);
 /* Set by the handler while it sends its own rejection, so the rewrite filter leaves it alone. */

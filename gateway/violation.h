@@ -36,6 +36,7 @@
     X(BODY_TOO_LARGE, "CRMGATE-BODY-TOO-LARGE", 413, GW_KIND_STRUCTURE)                                                        \
     X(MEDIA_TYPE, "CRMGATE-MEDIA-TYPE", 415, GW_KIND_STRUCTURE)                                                                \
     X(BAD_REQUEST, "CRMGATE-BAD-REQUEST", 400, GW_KIND_STRUCTURE)                                                              \
+    X(AUDIT_UNAVAILABLE, "CRMGATE-AUDIT-UNAVAILABLE", 503, GW_KIND_STRUCTURE)                                                  \
     X(UPSTREAM_ERROR, "CRMGATE-UPSTREAM-ERROR", 500, GW_KIND_UPSTREAM)                                                         \
     X(UPSTREAM_UNREACHABLE, "CRMGATE-UPSTREAM-UNREACHABLE", 502, GW_KIND_UPSTREAM)                                             \
     X(UPSTREAM_TIMEOUT, "CRMGATE-UPSTREAM-TIMEOUT", 504, GW_KIND_UPSTREAM)
