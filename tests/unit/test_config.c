@@ -111,6 +111,48 @@ static void test_errors(void)
     expect_error("- a\n- b\n", "expected a mapping");
 }
 
+static void test_policy_and_audit(void)
+{
+    gw_config_t *c = load("mode: report\nmodes: {maxLength: enforce, lookup: off}\n"
+                          "field-modes: {\"/a/*/b\": off, \"/c\": enforce}\nreport-header: on\n"
+                          "audit: {path: log/audit.log, fsync: always, fsync-interval: 250ms, on-failure: fail-open,"
+                          " all-routes: on, queue: 64KiB}\n");
+    CHECK_REPORT(c != NULL, "policy and audit keys load (%s)", err.text);
+    if (c == NULL)
+        return;
+    CHECK(c->policy.mode == GW_MODE_REPORT);
+    CHECK_INT_EQ(c->policy.kind_modes[GW_KIND_MAX_LENGTH], GW_MODE_ENFORCE);
+    CHECK_INT_EQ(c->policy.kind_modes[GW_KIND_LOOKUP], GW_MODE_OFF);
+    CHECK_INT_EQ(c->policy.kind_modes[GW_KIND_TYPE], GW_MODE_UNSET);
+    CHECK_INT_EQ(c->policy.npointers, 2);
+    CHECK(gw_policy_pointer_mode(&c->policy, "/a/0/b", GW_MODE_ENFORCE) == GW_MODE_OFF);
+    CHECK(gw_policy_pointer_mode(&c->policy, "/a/12/b", GW_MODE_ENFORCE) == GW_MODE_OFF);
+    CHECK(gw_policy_pointer_mode(&c->policy, "/a/0/b/x", GW_MODE_REPORT) == GW_MODE_REPORT); /* whole pointers only */
+    CHECK(gw_policy_pointer_mode(&c->policy, "/a/0", GW_MODE_REPORT) == GW_MODE_REPORT);
+    CHECK(gw_policy_pointer_mode(&c->policy, "/c", GW_MODE_REPORT) == GW_MODE_ENFORCE);
+    CHECK(c->report_header);
+    CHECK_STR_EQ(c->audit.path, "/etc/crmgate/log/audit.log");
+    CHECK(c->audit.fsync == GW_FSYNC_ALWAYS);
+    CHECK_INT_EQ(c->audit.fsync_interval_ms, 250);
+    CHECK(c->audit.fail_open && c->audit.all_routes);
+    CHECK_INT_EQ(c->audit.queue_bytes, 64 * 1024);
+    gw_config_destroy(c);
+    c = load("audit: {path: off}\n");
+    CHECK(c != NULL && c->audit.path == NULL);
+    gw_config_destroy(c);
+    c = load("");
+    CHECK(c != NULL && strcmp(c->audit.path, "-") == 0 && !c->audit.fail_open && c->audit.fsync == GW_FSYNC_INTERVAL);
+    gw_config_destroy(c);
+    expect_error("mode: strict\n", "mode: \"strict\" is not enforce, report or off");
+    expect_error("modes: {maxLenght: report}\n", "modes: unknown rule kind \"maxLenght\"");
+    expect_error("modes: {structure: report}\n", "unknown rule kind \"structure\"");
+    expect_error("field-modes: {Description: report}\n", "is not a JSON pointer");
+    expect_error("audit: {fsync: sometimes}\n", "audit.fsync: \"sometimes\" is not always, interval or never");
+    expect_error("audit: {on-failure: ignore}\n", "is not fail-closed or fail-open");
+    expect_error("audit: {queue: 1}\n", "audit.queue: \"1\" must be a size from 4096");
+    expect_error("audit: {pth: x}\n", "did you mean \"audit.path\"?");
+}
+
 static void test_parsers(void)
 {
     gw_hostport_t hp;
@@ -130,6 +172,7 @@ int main(void)
     test_defaults();
     test_keys();
     test_errors();
+    test_policy_and_audit();
     test_parsers();
     return check_done();
 }
