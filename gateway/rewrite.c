@@ -142,6 +142,23 @@ static void send_downstream(rewrite_ostream_t *self, h2o_req_t *req, const char 
     h2o_ostream_send_next(&self->super, req, is_head ? NULL : &buf, is_head || len == 0 ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
+/* A request h2o refused before routing never met the handler: it gets its state and audit record here. */
+static void audit_refusal(h2o_req_t *req, gw_request_state_t *state, const gw_violation_t *v, int status)
+{
+    gw_server_t *server = gw_server_running();
+    if (state != NULL || server == NULL || server->audit == NULL)
+        return;
+    state = gw_request_state_new(req);
+    gw_violation_t copy = *v;
+    gw_result_t result;
+    memset(&result, 0, sizeof(result));
+    result.decision = GW_DECISION_REJECT;
+    result.status = status;
+    result.violations.items = &copy;
+    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
+    gw_auditlog_prepare(state, &result);
+}
+
 static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
 {
     /* the request's own configuration; h2o's refusals before routing have none yet: the worker's current one */
@@ -156,16 +173,17 @@ static void send_rewritten(rewrite_ostream_t *self, h2o_req_t *req)
     gw_rendered_t rendered;
     gw_negotiation_t negotiation = negotiation_of(req, &config->limits);
     const char *request_id = request_id_of(req);
-    if (self->generated_by_proxy && status == 413) {
-        /* h2o refused a body over its limit before reading it: the same 413 crmgate gives */
-        gw_violation_t v = {.code = GW_V_BODY_TOO_LARGE, .mode = GW_MODE_ENFORCE, .pointer = "",
-                            .limit = (int64_t)config->limits.max_body, .found = -1};
-        gw_render_violation(&v, 413, negotiation, config->error_format, request_id, &rendered);
-    } else if (self->generated_by_proxy && status < 500) {
-        /* h2o refused the request itself (broken chunked encoding, a bad request line...) */
+    if (self->generated_by_proxy && status < 500) {
         gw_violation_t v = {.code = GW_V_BAD_REQUEST, .mode = GW_MODE_ENFORCE, .pointer = "", .excerpt = excerpt.base,
                             .limit = -1, .found = -1};
+        if (status == 413) {
+            /* h2o refused a body over its limit before reading it: the same 413 crmgate gives */
+            v = (gw_violation_t){.code = GW_V_BODY_TOO_LARGE, .mode = GW_MODE_ENFORCE, .pointer = "",
+                                 .limit = (int64_t)config->limits.max_body, .found = -1};
+        }
+        /* (otherwise h2o refused the request itself: broken chunked encoding, a bad request line...) */
         gw_render_violation(&v, status, negotiation, config->error_format, request_id, &rendered);
+        audit_refusal(req, state, &v, status);
     } else {
         if (self->generated_by_proxy) {
             /* h2o's proxy reports its failures as a 502 whose body is the reason */
