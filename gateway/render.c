@@ -330,13 +330,16 @@ void gw_render_upstream_error(gw_violation_code_t code, int status, const char *
     gw_render_violation(&v, status, negotiation, format, request_id, out);
 }
 
-/* Skips an HTML element whose content is not text (script, style); returns the offset after its end tag. */
+/* Skips an HTML element whose content is not text (script, style): returns the offset of the '>' of its end tag. */
 static size_t skip_raw_element(const char *body, size_t len, size_t i, const char *name)
 {
     size_t name_len = strlen(name);
-    for (; i + name_len + 2 <= len; ++i)
-        if (body[i] == '<' && body[i + 1] == '/' && strncasecmp(body + i + 2, name, name_len) == 0)
-            return i;
+    for (; i + name_len + 2 <= len; ++i) {
+        if (body[i] == '<' && body[i + 1] == '/' && strncasecmp(body + i + 2, name, name_len) == 0) {
+            const char *end = memchr(body + i, '>', len - i);
+            return end != NULL ? (size_t)(end - body) : len;
+        }
+    }
     return len;
 }
 

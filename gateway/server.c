@@ -419,9 +419,12 @@ static SSL_CTX *create_upstream_ssl_ctx(const gw_config_t *config, const h2o_url
     snprintf(host, sizeof(host), "%.*s", (int)upstream->host.len, upstream->host.base);
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    int host_set = host[0] == '[' || strspn(host, "0123456789.") == strlen(host)
-                       ? X509_VERIFY_PARAM_set1_ip_asc(param, host[0] == '[' ? strtok(host + 1, "]") : host)
-                       : X509_VERIFY_PARAM_set1_host(param, host, 0);
+    int by_address = host[0] == '[' || strspn(host, "0123456789.") == strlen(host);
+    if (by_address)
+        gw_log_warn("the upstream is named by its IP address: h2o 2.2.5's own TLS 1.2 name check knows no IP address "
+                    "certificates, so only TLS 1.3 connections will be accepted; name the CRM by its host name");
+    int host_set = by_address ? X509_VERIFY_PARAM_set1_ip_asc(param, host[0] == '[' ? strtok(host + 1, "]") : host)
+                              : X509_VERIFY_PARAM_set1_host(param, host, 0);
     if (host_set != 1) {
         log_openssl_error("cannot set the upstream host name to verify");
         SSL_CTX_free(ctx);

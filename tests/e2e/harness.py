@@ -8,6 +8,11 @@ directory) and a crmgate in front of it, both on 127.0.0.1 with ephemeral
 ports, and on exit stops both with SIGTERM, asserting exit status 0 and
 stderr free of sanitizer reports and of `crmgate[error]` lines.
 
+start_sim(args=[...]) passes more options to crmsim (--fault, --tls-cert/--tls-key...; a TLS simulator's url
+is https://localhost:PORT); a gateway whose configuration has tls: {cert, key} is found by its
+"listening on https://" line (gw.scheme, gw.base https://localhost:PORT) and reached with curl(..., cacert=CA);
+metrics(gw) reads the admin listener's /-/metrics.
+
 Environment (set by ctest; the defaults let a file run directly):
   CRMGATE_BIN, CRMSIM_BIN   the binaries (default: <source>/build/...)
   CRMGATE_SOURCE_DIR        the source tree (default: two levels above this file)
@@ -216,14 +221,17 @@ class Record:
 
 
 class Sim:
-    def __init__(self, workdir, name="crmsim"):
+    def __init__(self, workdir, name="crmsim", args=()):
+        """args: more crmsim options (e.g. --fault MODE, --tls-cert F --tls-key F --tls-max-version 1.2)."""
         self.record_dir = os.path.join(workdir, name + "-records")
         os.makedirs(self.record_dir)
-        self.proc = Proc(name, [CRMSIM_BIN, "--listen", "127.0.0.1:0", "--record", self.record_dir], workdir,
-                         env=sanitizer_env(leaks=SIM_LEAK_CHECK))
-        m = self.proc.wait_for(r"crmsim: listening on 127\.0\.0\.1:(\d+)", 10)
+        self.proc = Proc(name, [CRMSIM_BIN, "--listen", "127.0.0.1:0", "--record", self.record_dir] + list(args),
+                         workdir, env=sanitizer_env(leaks=SIM_LEAK_CHECK))
+        m = self.proc.wait_for(r"crmsim: listening on 127\.0\.0\.1:(\d+)( \(tls\))?", 10)
         self.port = int(m.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.tls = m.group(2) is not None
+        # a TLS simulator is addressed by the name its test certificates carry
+        self.url = ("https://localhost:%d" if self.tls else "http://127.0.0.1:%d") % self.port
         self.allow_errors = False
 
     def _recorded_seqs(self):
@@ -298,13 +306,15 @@ class Gateway:
         argv += list(args)
         self.allow_errors = allow_errors
         self.proc = Proc(name, argv, workdir, env=sanitizer_env(leaks=False), cwd=cwd)
-        m = self.proc.wait_for(r"crmgate\[info\]: listening on http://127\.0\.0\.1:(\d+)", 10)
-        self.port = int(m.group(1))
+        m = self.proc.wait_for(r"crmgate\[info\]: listening on (https?)://127\.0\.0\.1:(\d+)", 10)
+        self.scheme = m.group(1)  # "https" when the configuration has tls: {cert, key}
+        self.port = int(m.group(2))
         self.admin_port = None
         if admin:
             m = self.proc.wait_for(r"crmgate\[info\]: admin listening on http://127\.0\.0\.1:(\d+)", 10)
             self.admin_port = int(m.group(1))
-        self.base = "http://127.0.0.1:%d" % self.port
+        # an https listener is addressed by the name its test certificate carries (localhost)
+        self.base = ("https://localhost:%d" if self.scheme == "https" else "http://127.0.0.1:%d") % self.port
 
     def url(self, path=INTERACTIONS):
         return self.base + path
@@ -382,18 +392,23 @@ def _parse_header_file(raw):
 
 
 def curl(url, method=None, headers=(), data=None, data_file=None, http2=False, extra=(), seconds=30, verbose=False,
-         expect_rc=0):
+         expect_rc=0, cacert=None):
     """
     One curl request. data: bytes sent with --data-binary @file (byte-exact); headers: "Name: value" strings
     (curl's "Name:" removes a header it would add). Returns a Response; fails if curl's exit code is not
-    expect_rc (None: any).
+    expect_rc (None: any). For https:// URLs, cacert is the CA file to trust and http2 means HTTP/2 by ALPN.
     """
     with tempfile.TemporaryDirectory(prefix="crmgate-curl-") as tmp:
         body_path = os.path.join(tmp, "body")
         head_path = os.path.join(tmp, "headers")
         argv = ["curl", "-sS", "--max-time", str(timeout(seconds)), "-o", body_path, "-D", head_path,
                 "-w", "%{http_code} %{http_version}"]
-        argv.append("--http2-prior-knowledge" if http2 else "--http1.1")
+        if url.startswith("https:"):
+            argv.append("--http2" if http2 else "--http1.1")
+        else:
+            argv.append("--http2-prior-knowledge" if http2 else "--http1.1")
+        if cacert is not None:
+            argv += ["--cacert", cacert]
         if verbose:
             argv.append("-v")
         if method is not None:
@@ -476,6 +491,27 @@ class Http1:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def metrics(gw):
+    """The admin listener's /-/metrics as {'name{labels}': value} (Prometheus text format; comments skipped)."""
+    status, body = http_get(gw.admin_port, "/-/metrics")
+    check(status == 200, "GET /-/metrics answered %d: %r" % (status, body[:200]))
+    out = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            fail("malformed metrics line: %r" % line)
+    return out
+
+
+def metric_deltas(before, after, names):
+    """{name: after - before} for the given series (a series missing from a snapshot counts as 0)."""
+    return {n: after.get(n, 0.0) - before.get(n, 0.0) for n in names}
 
 
 def http_get(port, path, seconds=10):
@@ -650,8 +686,8 @@ class Suite:
         self.started[name] = n
         return name if n == 1 else "%s-%d" % (name, n)
 
-    def start_sim(self, name="crmsim"):
-        sim = Sim(self.current_dir, self._unique(name))
+    def start_sim(self, name="crmsim", args=()):
+        sim = Sim(self.current_dir, self._unique(name), args=args)
         self.live.append(sim)
         return sim
 

@@ -79,6 +79,20 @@ int main(void)
     json_decref(doc);
     gw_buf_dispose(&out.body);
 
+    /* excerpts of HTML error pages: the text, without tags, scripts and styles */
+    static const char page[] = "<html><head><style>h1{color:red}</style><title>503</title></head><body><h1>Down</h1>"
+                               "<script>var x = \"<b>\";</script>\n  for   maintenance</body></html>";
+    gw_buf_t ex = GW_BUF_INIT;
+    gw_upstream_excerpt(page, sizeof(page) - 1, 1, 120, &ex);
+    CHECK_STR_EQ(ex.base, "503 Down for maintenance");
+    ex.len = 0;
+    gw_upstream_excerpt("<p>unclosed <script>x", 21, 1, 120, &ex);
+    CHECK_STR_EQ(ex.base, "unclosed");
+    ex.len = 0;
+    gw_upstream_excerpt("plain \"text\"\n", 13, 0, 5, &ex);
+    CHECK_STR_EQ(ex.base, "plain...");
+    gw_buf_dispose(&ex);
+
     /* every code has a detail sentence */
     for (int code = 0; code < GW_V__COUNT; ++code) {
         gw_violation_t any = {.code = (gw_violation_code_t)code, .pointer = "/p", .field = "f", .expected = "int64",
