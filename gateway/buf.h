@@ -37,6 +37,9 @@ void gw_buf_append_excerpt(gw_buf_t *buf, const char *bytes, size_t len, size_t 
  */
 void gw_buf_append_json_string(gw_buf_t *buf, const char *bytes, size_t len, size_t max_bytes);
 
+/** Levenshtein distance of two short strings (SIZE_MAX when either is over 40 bytes): for "did you mean". */
+size_t gw_edit_distance(const char *a, const char *b);
+
 /** Prints "crmgate: fatal: ..." to stderr and aborts. */
 _Noreturn void gw_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -161,29 +161,6 @@ static int parse_duration_ms(const char *s, uint64_t *out)
 
 /* ---- mappings ----------------------------------------------------------- */
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[41];
-    if (la > 40 || lb > 40)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; ++j)
-        row[j] = j;
-    for (size_t i = 1; i <= la; ++i) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; ++j) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 static int apply_mapping(load_t *ld, const char *what, yaml_node_t *map, const key_def_t *defs)
 {
     if (map->type != YAML_MAPPING_NODE) {
@@ -212,7 +189,7 @@ static int apply_mapping(load_t *ld, const char *what, yaml_node_t *map, const k
         for (; def->key != NULL; ++def) {
             if (strcmp(def->key, name) == 0)
                 break;
-            size_t d = edit_distance(def->key, name);
+            size_t d = gw_edit_distance(def->key, name);
             if (d < best)
                 best = d, hint = def->key;
         }

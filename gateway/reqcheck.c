@@ -21,34 +21,51 @@ static int token_equals(const char *s, size_t len, const char *literal)
     return strlen(literal) == len && strncasecmp(s, literal, len) == 0;
 }
 
+/* One ";"-separated parameter of a header value, trimmed and split at its "=" (value NULL without one). */
+typedef struct st_param_t {
+    const char *name, *value;
+    size_t name_len, value_len;
+} param_t;
+
+/* Takes the next parameter from *p (advanced past it); returns 0 when there is none left. */
+static int next_param(const char **p, size_t *len, param_t *out)
+{
+    if (*len == 0)
+        return 0;
+    const char *semi = memchr(*p, ';', *len);
+    size_t plen = semi != NULL ? (size_t)(semi - *p) : *len;
+    const char *param = *p;
+    size_t param_len = plen;
+    trim(&param, &param_len);
+    const char *eq = memchr(param, '=', param_len);
+    *out = (param_t){param, NULL, param_len, 0};
+    if (eq != NULL) {
+        out->name_len = (size_t)(eq - param);
+        out->value = eq + 1;
+        out->value_len = param_len - out->name_len - 1;
+        trim(&out->name, &out->name_len);
+        trim(&out->value, &out->value_len);
+        if (out->value_len >= 2 && out->value[0] == '"' && out->value[out->value_len - 1] == '"')
+            ++out->value, out->value_len -= 2;
+    }
+    *len = semi != NULL ? *len - plen - 1 : 0;
+    *p = semi != NULL ? semi + 1 : *p + plen;
+    return 1;
+}
+
 /* The charset parameter, if any, must name UTF-8: JSON is UTF-8 (RFC 8259), and
  * a body declared in another charset would be judged on bytes the CRM reads differently. */
 static int params_acceptable(const char *p, size_t len)
 {
-    while (len > 0) {
-        const char *semi = memchr(p, ';', len);
-        size_t plen = semi != NULL ? (size_t)(semi - p) : len;
-        const char *param = p;
-        size_t param_len = plen;
-        trim(&param, &param_len);
-        const char *eq = memchr(param, '=', param_len);
-        if (eq != NULL) {
-            const char *name = param, *value = eq + 1;
-            size_t name_len = (size_t)(eq - param), value_len = param_len - name_len - 1;
-            trim(&name, &name_len);
-            trim(&value, &value_len);
-            if (value_len >= 2 && value[0] == '"' && value[value_len - 1] == '"')
-                ++value, value_len -= 2;
-            if (token_equals(name, name_len, "charset") && !token_equals(value, value_len, "utf-8") &&
-                !token_equals(value, value_len, "utf8"))
-                return 0;
-        } else if (param_len != 0) {
-            return 0; /* a parameter must be name=value */
+    param_t param;
+    while (next_param(&p, &len, &param)) {
+        if (param.value == NULL) {
+            if (param.name_len != 0)
+                return 0; /* a parameter must be name=value */
+        } else if (token_equals(param.name, param.name_len, "charset") &&
+                   !token_equals(param.value, param.value_len, "utf-8") && !token_equals(param.value, param.value_len, "utf8")) {
+            return 0;
         }
-        if (semi == NULL)
-            break;
-        len -= plen + 1;
-        p = semi + 1;
     }
     return 1;
 }
@@ -86,22 +103,14 @@ int gw_framework_version_parse(const char *value, size_t len, int max)
 /* q=0 (RFC 9110: "not acceptable") in an Accept item's parameters. */
 static int has_zero_quality(const char *p, size_t len)
 {
-    while (len > 0) {
-        const char *semi = memchr(p, ';', len);
-        size_t plen = semi != NULL ? (size_t)(semi - p) : len;
-        const char *param = p;
-        size_t param_len = plen;
-        trim(&param, &param_len);
-        if (param_len >= 3 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
-            size_t i = 2;
-            while (i < param_len && (param[i] == '0' || param[i] == '.'))
+    param_t param;
+    while (next_param(&p, &len, &param)) {
+        if (param.value != NULL && token_equals(param.name, param.name_len, "q") && param.value_len != 0) {
+            size_t i = 0; /* the value is not NUL-terminated: bounded by its length */
+            while (i < param.value_len && (param.value[i] == '0' || param.value[i] == '.'))
                 ++i;
-            return i == param_len;
+            return i == param.value_len;
         }
-        if (semi == NULL)
-            break;
-        len -= plen + 1;
-        p = semi + 1;
     }
     return 0;
 }

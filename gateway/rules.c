@@ -109,39 +109,13 @@ fail_at(rule_file_t *rf, const char *const *tokens, size_t ntokens, const char *
 
 #define FAIL(rf, msg_and_args...) fail_at(rf, path_tokens, npath, msg_and_args)
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return SIZE_MAX;
-    size_t row[41];
-    for (size_t j = 0; j <= lb; ++j)
-        row[j] = j;
-    for (size_t i = 1; i <= la; ++i) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; ++j) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 /* Returns the known key closest to key (for "did you mean"), or NULL. */
 static const char *closest_key(const char *key, const char *const *known)
 {
     const char *best = NULL;
     size_t best_distance = 3;
     for (; *known != NULL; ++known) {
-        size_t d = edit_distance(key, *known);
+        size_t d = gw_edit_distance(key, *known);
         if (d < best_distance)
             best = *known, best_distance = d;
     }
