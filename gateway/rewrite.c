@@ -142,11 +142,15 @@ static void send_downstream(rewrite_ostream_t *self, h2o_req_t *req, const char 
     h2o_ostream_send_next(&self->super, req, is_head ? NULL : &buf, is_head || len == 0 ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
-/* A request h2o refused before routing never met the handler: it gets its state and audit record here. */
+/* A request h2o refused before routing never met the handler: it is counted, and gets its state and audit record, here. */
 static void audit_refusal(h2o_req_t *req, gw_request_state_t *state, const gw_violation_t *v, int status)
 {
     gw_server_t *server = gw_server_running();
-    if (state != NULL || server == NULL || server->audit == NULL)
+    if (state != NULL || server == NULL)
+        return;
+    gw_metrics_count_request(server->pass_through_metric_id, GW_METRIC_REJECTED);
+    gw_metrics_count_violation(v->code, 1);
+    if (server->audit == NULL)
         return;
     state = gw_request_state_new(req);
     gw_violation_t copy = *v;

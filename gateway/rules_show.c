@@ -15,6 +15,29 @@ static int applies_to_fields(int kind)
     return kind != GW_KIND_UNKNOWN && kind != GW_KIND_HEADERS && kind != GW_KIND_STRUCTURE;
 }
 
+/* Whether a field has a rule of this kind at all: only those modes are worth showing. */
+static int has_rule_of_kind(const gw_field_t *f, int kind)
+{
+    switch (kind) {
+    case GW_KIND_MAX_LENGTH:
+        return f->max_length >= 0;
+    case GW_KIND_READ_ONLY:
+        return f->read_only;
+    case GW_KIND_CREATE_ONLY:
+        return f->create_only;
+    case GW_KIND_LOOKUP:
+        return f->lookup != NULL;
+    case GW_KIND_PATTERN:
+        return f->pattern != NULL;
+    case GW_KIND_REQUIRED:
+        return f->required;
+    case GW_KIND_TYPE:
+        return f->type != GW_TYPE_ANY;
+    default:
+        return 0;
+    }
+}
+
 /* Modes other than enforce, by rule kind; NULL when every kind enforces. */
 static json_t *modes_json(const gw_mode_t *modes, int for_field)
 {
@@ -126,7 +149,7 @@ static void show_field(const gw_field_t *f, gw_buf_t *out)
     if (f->pattern_source != NULL)
         gw_buf_printf(out, "  pattern /%s/", f->pattern_source);
     for (int k = 0; k < GW_KIND__COUNT; ++k)
-        if (f->modes[k] != GW_MODE_ENFORCE && applies_to_fields(k))
+        if (f->modes[k] != GW_MODE_ENFORCE && has_rule_of_kind(f, k))
             gw_buf_printf(out, "  %s:%s", gw_rule_kind_name((gw_rule_kind_t)k), gw_mode_name(f->modes[k]));
     gw_buf_appendz(out, "\n");
 }

@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -360,6 +361,9 @@ static void *worker_main(void *arg)
     while (!atomic_load(&server->stopping))
         h2o_evloop_run(loop, 1000);
     close_listeners(worker);
+    /* HTTP/1.1 connections close after their current response, HTTP/2 ones get a GOAWAY:
+     * keep-alive clients stop sending instead of keeping the drain busy */
+    h2o_context_request_shutdown(&worker->ctx);
     /* draining: the listeners are closed; requests in flight get a grace period */
     uint64_t deadline = now_ms() + GW_SHUTDOWN_GRACE_MS;
     while (atomic_load(&worker->inflight) > 0 && now_ms() < deadline)
@@ -511,6 +515,24 @@ int gw_server_check(const gw_config_t *config)
     if (config->tls_cert_file != NULL && (ctx = create_listener_ssl_ctx(config)) == NULL)
         return -1;
     SSL_CTX_free(ctx);
+    if (config->audit.path != NULL && strcmp(config->audit.path, "-") != 0) {
+        /* the file may not exist yet: its directory must, and be writable (nothing is created by -t) */
+        int fd = open(config->audit.path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd != -1) {
+            close(fd);
+        } else {
+            char *dir = strdup(config->audit.path);
+            char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+            if (slash != NULL)
+                *(slash == dir ? slash + 1 : slash) = '\0';
+            int ok = errno == ENOENT && dir != NULL && access(slash != NULL ? dir : ".", W_OK | X_OK) == 0;
+            free(dir);
+            if (!ok) {
+                gw_log_error("%s: the audit file cannot be written: %s", config->audit.path, strerror(errno));
+                return -1;
+            }
+        }
+    }
     return 0;
 }
 
@@ -547,7 +569,7 @@ static int same_string(const char *a, const char *b)
 /* What a reload cannot change without new listeners or a new proxy: said, not half-applied. */
 #define RESTART_MSG "reload: %s changed in the configuration; restart crmgate to apply it (still %s)"
 
-static void warn_about_restart_only_changes(const gw_config_t *running, const gw_config_t *loaded)
+static void warn_about_restart_only_changes(const gw_config_t *running, gw_config_t *loaded)
 {
     char was[300];
     if (strcmp(running->listen.host, loaded->listen.host) != 0 || running->listen.port != loaded->listen.port) {
@@ -569,6 +591,12 @@ static void warn_about_restart_only_changes(const gw_config_t *running, const gw
         gw_log_warn(RESTART_MSG, "upstream", running->upstream_url);
     if (!same_string(running->tls_cert_file, loaded->tls_cert_file) || !same_string(running->tls_key_file, loaded->tls_key_file))
         gw_log_warn(RESTART_MSG, "tls", running->tls_cert_file != NULL ? running->tls_cert_file : "off");
+    if (running->limits.max_body != loaded->limits.max_body) {
+        /* h2o's own limit and the HTTP/2 guard are set at start-up: both protocols keep the running limit */
+        snprintf(was, sizeof(was), "%zu bytes", running->limits.max_body);
+        gw_log_warn(RESTART_MSG, "limits.max-body", was);
+        loaded->limits.max_body = running->limits.max_body;
+    }
     if (!same_string(running->audit.path, loaded->audit.path) || running->audit.fsync != loaded->audit.fsync ||
         running->audit.fsync_interval_ms != loaded->audit.fsync_interval_ms ||
         running->audit.queue_bytes != loaded->audit.queue_bytes)

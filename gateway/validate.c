@@ -275,7 +275,9 @@ static void validate_string(walk_t *w, const gw_schema_t *schema, const gw_field
             }
         }
     }
-    if (f->lookup != NULL && f->modes[GW_KIND_LOOKUP] != GW_MODE_OFF &&
+    /* a check that is off is skipped, unless the configuration may set this field's mode by pointer */
+    int pointers = w->params->policy != NULL && w->params->policy->npointers != 0;
+    if (f->lookup != NULL && (f->modes[GW_KIND_LOOKUP] != GW_MODE_OFF || pointers) &&
         gw_regex_full_match(f->lookup->re, s, len, w->params->match_data, w->params->match_context) != 1) {
         gw_violation_t *viol = report(w, GW_V_LOOKUP, f->modes[GW_KIND_LOOKUP], f->name, f->name_len, f->name);
         if (viol != NULL) {
@@ -283,7 +285,7 @@ static void validate_string(walk_t *w, const gw_schema_t *schema, const gw_field
             viol->excerpt = excerpt(w, s, len);
         }
     }
-    if (f->pattern != NULL && f->modes[GW_KIND_PATTERN] != GW_MODE_OFF &&
+    if (f->pattern != NULL && (f->modes[GW_KIND_PATTERN] != GW_MODE_OFF || pointers) &&
         gw_regex_full_match(f->pattern, s, len, w->params->match_data, w->params->match_context) != 1) {
         /* a match that hits PCRE2's limits is refused too: never forward what was not checked */
         gw_violation_t *viol = report(w, GW_V_PATTERN, f->modes[GW_KIND_PATTERN], f->name, f->name_len, f->name);
