@@ -583,6 +583,11 @@ static int set_field_modes(load_t *ld, const char *key, yaml_node_t *map)
     return 0;
 }
 
+static int set_shutdown_timeout(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_duration(ld, "shutdown-timeout", value, &ld->config->shutdown_timeout_ms);
+}
+
 static int set_report_header(load_t *ld, const char *key, yaml_node_t *value)
 {
     return parse_switch(ld, "report-header", value, &ld->config->report_header);
@@ -689,7 +694,8 @@ static const key_def_t top_level_keys[] = {
     {"listen", set_listen}, {"admin", set_admin},   {"threads", set_threads}, {"upstream", set_upstream},
     {"rules", set_rules},   {"limits", set_limits}, {"errors", set_errors},   {"tls", set_tls},
     {"mode", set_global_mode}, {"modes", set_kind_modes}, {"field-modes", set_field_modes},
-    {"report-header", set_report_header}, {"audit", set_audit}, {NULL, NULL}};
+    {"report-header", set_report_header}, {"audit", set_audit}, {"shutdown-timeout", set_shutdown_timeout},
+    {NULL, NULL}};
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -708,6 +714,7 @@ static gw_config_t *config_new(const char *name, const char *base_dir)
     config->upstream_keepalive_ms = 2000;
     config->upstream_io_timeout_ms = 30000;
     config->upstream_verify_peer = 1;
+    config->shutdown_timeout_ms = 10000;
     add_rule_path(config, resolve_path(config->base_dir, "rules"));
     config->limits = (gw_limits_t)GW_LIMITS_DEFAULT;
     config->error_format = GW_ERRORS_ORACLE;

@@ -30,6 +30,7 @@ typedef struct st_gw_config_t {
     unsigned threads; /* 0: one per core */
     char *upstream_url;
     uint64_t upstream_keepalive_ms; /* idle upstream connections are kept this long; 0 disables pooling */
+    uint64_t shutdown_timeout_ms;   /* how long SIGTERM lets requests in flight finish */
     uint64_t upstream_io_timeout_ms; /* upstream.timeout.io: h2o 2.2.5's one timeout, for connecting too */
     char *upstream_ca_file;          /* NULL: the system's CA store */
     int upstream_verify_peer;        /* 1 by default; 0 only for labs (logged as a warning) */

@@ -20,7 +20,6 @@
 #include "metrics.h"
 #include "server.h"
 
-#define GW_SHUTDOWN_GRACE_MS 10000
 
 /* h2o's own body limit sits just above limits.max-body: the handler answers 413
  * for a body of max-body + 1 (which the HTTP/2 body guard cuts an oversized
@@ -365,12 +364,13 @@ static void *worker_main(void *arg)
      * keep-alive clients stop sending instead of keeping the drain busy */
     h2o_context_request_shutdown(&worker->ctx);
     /* draining: the listeners are closed; requests in flight get a grace period */
-    uint64_t deadline = now_ms() + GW_SHUTDOWN_GRACE_MS;
+    uint64_t grace_ms = server->config->shutdown_timeout_ms;
+    uint64_t deadline = now_ms() + grace_ms;
     while (atomic_load(&worker->inflight) > 0 && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
     if (atomic_load(&worker->inflight) > 0)
-        gw_log_warn("worker %u: %ld request(s) still in flight after %d ms; closing", worker->index,
-                    (long)atomic_load(&worker->inflight), GW_SHUTDOWN_GRACE_MS);
+        gw_log_warn("worker %u: %ld request(s) still in flight after shutdown-timeout (%llu ms); closing", worker->index,
+                    (long)atomic_load(&worker->inflight), (unsigned long long)grace_ms);
     h2o_multithread_unregister_receiver(worker->ctx.queue, &worker->control_receiver);
     gw_runtime_release(worker->runtime);
     worker->runtime = NULL;
@@ -591,6 +591,8 @@ static void warn_about_restart_only_changes(const gw_config_t *running, gw_confi
         gw_log_warn(RESTART_MSG, "upstream", running->upstream_url);
     if (!same_string(running->tls_cert_file, loaded->tls_cert_file) || !same_string(running->tls_key_file, loaded->tls_key_file))
         gw_log_warn(RESTART_MSG, "tls", running->tls_cert_file != NULL ? running->tls_cert_file : "off");
+    if (running->shutdown_timeout_ms != loaded->shutdown_timeout_ms)
+        gw_log_warn(RESTART_MSG, "shutdown-timeout", "as at start-up");
     if (running->limits.max_body != loaded->limits.max_body) {
         /* h2o's own limit and the HTTP/2 guard are set at start-up: both protocols keep the running limit */
         snprintf(was, sizeof(was), "%zu bytes", running->limits.max_body);

@@ -37,6 +37,7 @@ static void test_defaults(void)
     CHECK_INT_EQ(c->upstream_io_timeout_ms, 30000);
     CHECK(c->upstream_verify_peer);
     CHECK(c->upstream_ca_file == NULL && c->tls_cert_file == NULL);
+    CHECK_INT_EQ(c->shutdown_timeout_ms, 10000);
     CHECK_INT_EQ(c->nrules, 1);
     CHECK_STR_EQ(c->rules[0], "rules");
     CHECK_INT_EQ(c->limits.max_body, 1024 * 1024);
@@ -52,7 +53,7 @@ static void test_defaults(void)
 
 static void test_keys(void)
 {
-    gw_config_t *c = load("listen: 0.0.0.0:80\nadmin: off\nthreads: 4\n"
+    gw_config_t *c = load("listen: 0.0.0.0:80\nadmin: off\nthreads: 4\nshutdown-timeout: 2500ms\n"
                           "upstream:\n  url: https://crm.example.com\n  keepalive-timeout: 0\n  timeout: {io: 2m}\n"
                           "  ca-file: certs/ca.pem\n  verify-peer: off\n"
                           "tls: {cert: /t/c.pem, key: k.pem}\n"
@@ -65,6 +66,7 @@ static void test_keys(void)
     CHECK_INT_EQ(c->listen.port, 80);
     CHECK(!c->admin_enabled);
     CHECK_INT_EQ(c->threads, 4);
+    CHECK_INT_EQ(c->shutdown_timeout_ms, 2500);
     CHECK_STR_EQ(c->upstream_url, "https://crm.example.com");
     CHECK_INT_EQ(c->upstream_keepalive_ms, 0);
     CHECK_INT_EQ(c->upstream_io_timeout_ms, 120000);
