@@ -687,7 +687,7 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (setup_traffic(server) != 0 || open_listeners(server) != 0)
+    if (setup_traffic(server) != 0)
         return 1; /* exiting: the OS reclaims the half-built server */
     if (config->audit.path != NULL) {
         gw_error_t err;
@@ -703,10 +703,13 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
                     config->audit.fsync == GW_FSYNC_ALWAYS ? "always" : config->audit.fsync == GW_FSYNC_NEVER ? "never" : "interval",
                     config->audit.fail_open ? "fail-open" : "fail-closed");
     }
-    if (server->admin_fd != -1)
-        setup_admin(server);
     gw_log_info("upstream %s; rules %s (%zu routes)", config->upstream_url, gw_ruleset_digest(rules),
                 gw_ruleset_route_count(rules));
+    /* the listening lines come last: whoever waits for them (tests, scripts) finds everything above logged */
+    if (open_listeners(server) != 0)
+        return 1;
+    if (server->admin_fd != -1)
+        setup_admin(server);
 
     server->workers = calloc(server->nthreads, sizeof(*server->workers));
     if (server->workers == NULL)

@@ -117,7 +117,8 @@ def show_prints_the_digest_the_gateway_serves():
           "fields are listed with their constraints")
     check(re.search(r"schema interactionReference \(unknown fields: reject\)", cp.stdout_text), "schemas show their policy")
     with suite.stack() as (sim, gw):
-        eq(re.search(r"rules ([0-9a-f]{64})", gw.proc.stderr()).group(1), digest, "digest in the start-up log")
+        # the digest line follows the listening lines the harness waited for: wait for it too
+        eq(gw.proc.wait_for(r"rules ([0-9a-f]{64})", 10).group(1), digest, "digest in the start-up log")
         r = h.curl(gw.admin_url("/-/readyz"))
         eq(r.status, 200, "readyz")
         check(digest in r.text, "readyz names the digest: %r" % r.text)
