@@ -21,8 +21,10 @@
  * Ownership: one guard per accepted socket, freed by the socket's on_close hook
  * (which h2o leaves unused on accepted sockets).
  */
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "buf.h"
 #include "server.h" /* h2o.h first: http2_internal.h relies on it */
 #include <h2o/http2.h>
@@ -37,6 +39,13 @@
  * (they sometimes drop the response they have just received), so an oversized
  * upload is normally let run to its end; this only bounds a stream that never ends. */
 #define MAX_DISCARD ((size_t)1024 * 1024 * 1024)
+/* Control frames a client may send per second before its connection is closed with ENHANCE_YOUR_CALM.
+ * h2o 2.2.5 predates the fixes for the HTTP/2 "rapid reset" (CVE-2023-44487) and PING/SETTINGS floods
+ * (CVE-2019-9512, CVE-2019-9515): a reset stream still makes h2o start its request, here a proxied one. */
+#define ABUSE_WINDOW_MS 1000
+#define MAX_RESETS_PER_WINDOW 100
+#define MAX_PINGS_PER_WINDOW 50
+#define MAX_SETTINGS_PER_WINDOW 50
 
 typedef ssize_t (*read_expect_cb)(h2o_http2_conn_t *conn, const uint8_t *src, size_t len, const char **err_desc);
 
@@ -60,6 +69,8 @@ typedef struct st_gw_conn_guard_t {
     h2o_timeout_t *poll_timeout;
     h2o_timeout_entry_t handshake_poll; /* TLS: looks for the end of the handshake every millisecond */
     body_stream_t streams[MAX_TRACKED_STREAMS];
+    uint64_t window_started_ms; /* control-frame counting window */
+    unsigned resets, pings, settings;
     unsigned depth; /* nesting of our callbacks: the guard is freed only outside them */
     int closed;
 } gw_conn_guard_t;
@@ -190,11 +201,47 @@ static ssize_t cut(gw_conn_guard_t *guard, h2o_http2_conn_t *conn, body_stream_t
     return FRAME_HEADER_SIZE + (ssize_t)length;
 }
 
-/* Looks at a complete frame; returns its size when the guard handled it, 0 to pass it to h2o. */
+/* Counts control frames; returns 0, or an error that makes h2o send GOAWAY and close the connection. */
+static ssize_t count_control_frame(gw_conn_guard_t *guard, h2o_http2_conn_t *conn, uint8_t type, uint8_t flags,
+                                   const char **err_desc)
+{
+    uint64_t now = h2o_now(guard->loop);
+    if (now - guard->window_started_ms >= ABUSE_WINDOW_MS) {
+        guard->window_started_ms = now;
+        guard->resets = guard->pings = guard->settings = 0;
+    }
+    const char *what = NULL;
+    if (type == FRAME_TYPE_RST_STREAM && ++guard->resets > MAX_RESETS_PER_WINDOW)
+        what = "stream resets (the HTTP/2 rapid reset attack, CVE-2023-44487)";
+    else if (type == H2O_HTTP2_FRAME_TYPE_PING && (flags & H2O_HTTP2_FRAME_FLAG_ACK) == 0 &&
+             ++guard->pings > MAX_PINGS_PER_WINDOW)
+        what = "PING frames (a ping flood, CVE-2019-9512)";
+    else if (type == H2O_HTTP2_FRAME_TYPE_SETTINGS && (flags & H2O_HTTP2_FRAME_FLAG_ACK) == 0 &&
+             ++guard->settings > MAX_SETTINGS_PER_WINDOW)
+        what = "SETTINGS frames (a settings flood, CVE-2019-9515)";
+    if (what == NULL)
+        return 0;
+    char peer[INET6_ADDRSTRLEN + 8] = "?";
+    struct sockaddr_storage ss;
+    socklen_t sslen = h2o_socket_getpeername(conn->sock, (struct sockaddr *)&ss);
+    if (sslen != 0)
+        h2o_socket_getnumerichost((struct sockaddr *)&ss, sslen, peer);
+    gw_log_warn("closing an HTTP/2 connection from %s: more than %d %s per second", peer,
+                type == FRAME_TYPE_RST_STREAM ? MAX_RESETS_PER_WINDOW : MAX_PINGS_PER_WINDOW, what);
+    *err_desc = "too many control frames";
+    return H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM;
+}
+
+/* Looks at a complete frame; returns its size when the guard handled it, 0 to pass it to h2o, or an error. */
 static ssize_t inspect(gw_conn_guard_t *guard, h2o_http2_conn_t *conn, const uint8_t *src, size_t length,
                        const char **err_desc)
 {
     uint8_t type = src[3], flags = src[4];
+    if (type == FRAME_TYPE_RST_STREAM || type == H2O_HTTP2_FRAME_TYPE_PING || type == H2O_HTTP2_FRAME_TYPE_SETTINGS) {
+        ssize_t err = count_control_frame(guard, conn, type, flags, err_desc);
+        if (err != 0)
+            return err;
+    }
     uint32_t id = h2o_http2_decode32u(src + 5) & 0x7fffffff;
     body_stream_t *s = id != 0 ? find_stream(guard, id) : NULL;
     switch (type) {
@@ -251,6 +298,8 @@ static ssize_t guarded_read_expect(h2o_http2_conn_t *conn, const uint8_t *src, s
     if (len >= FRAME_HEADER_SIZE && len >= FRAME_HEADER_SIZE + h2o_http2_decode24u(src) &&
         conn->state == H2O_HTTP2_CONN_STATE_OPEN && !(len >= sizeof(preface) - 1 && memcmp(src, preface, sizeof(preface) - 1) == 0))
         ret = inspect(guard, conn, src, h2o_http2_decode24u(src), err_desc);
+    if (ret < 0)
+        return ret;
     if (ret == 0)
         ret = guard->inner_expect(conn, src, len, err_desc);
     stay_in_front(guard, conn);
