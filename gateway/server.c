@@ -21,12 +21,15 @@
 #include "server.h"
 
 
-/* h2o's own body limit sits just above limits.max-body: the handler answers 413
- * for a body of max-body + 1 (which the HTTP/2 body guard cuts an oversized
- * stream down to), and h2o refuses larger HTTP/1.1 bodies before reading them
- * (that 413 is rewritten into crmgate's format). The slack covers the first
- * flow-control window of an HTTP/2 connection, read before the guard is attached. */
-#define GW_H2O_ENTITY_SLACK ((size_t)64 * 1024)
+/* h2o's own body limit. HTTP/2 streams never reach it: the body guard cuts them at
+ * max-body + 1 and the handler answers 413. An HTTP/1.1 body up to it is read and
+ * answered 413 by the handler, keeping the connection; above it h2o refuses the
+ * Content-Length before reading the body (rewritten into crmgate's format) and
+ * closes the connection at once - h2o 2.2.5 has no lingering close, so a client
+ * still uploading may see a reset instead of the answer. The limit bounds what one
+ * HTTP/1.1 request can make crmgate buffer. */
+#define GW_H2O_ENTITY_FACTOR 4
+#define GW_H2O_ENTITY_MIN ((size_t)8 * 1024 * 1024)
 
 struct st_gw_worker_t {
     gw_server_t *server;
@@ -479,7 +482,8 @@ static int setup_traffic(gw_server_t *server)
     if (config->tls_cert_file != NULL && (server->listener_ssl_ctx = create_listener_ssl_ctx(config)) == NULL)
         return -1;
     h2o_config_init(&server->globalconf);
-    server->globalconf.max_request_entity_size = config->limits.max_body + 1 + GW_H2O_ENTITY_SLACK;
+    size_t h2o_limit = config->limits.max_body * GW_H2O_ENTITY_FACTOR;
+    server->globalconf.max_request_entity_size = h2o_limit > GW_H2O_ENTITY_MIN ? h2o_limit : GW_H2O_ENTITY_MIN;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("crmgate"));
     h2o_hostconf_t *host = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
