@@ -39,9 +39,10 @@
  * (they sometimes drop the response they have just received), so an oversized
  * upload is normally let run to its end; this only bounds a stream that never ends. */
 #define MAX_DISCARD ((size_t)1024 * 1024 * 1024)
-/* Control frames a client may send per second before its connection is closed with ENHANCE_YOUR_CALM.
- * h2o 2.2.5 predates the fixes for the HTTP/2 "rapid reset" (CVE-2023-44487) and PING/SETTINGS floods
- * (CVE-2019-9512, CVE-2019-9515): a reset stream still makes h2o start its request, here a proxied one. */
+/* Control frames a client may send per second on one connection before it is closed with ENHANCE_YOUR_CALM.
+ * h2o 2.2.5 predates the fix for the HTTP/2 "rapid reset" (CVE-2023-44487): a reset stream still makes h2o
+ * start its request, here a proxied one. Debian carries the 2019 flood fixes (CVE-2019-9512/9514/9515);
+ * these counters bound PING and SETTINGS floods per connection as well. */
 #define ABUSE_WINDOW_MS 1000
 #define MAX_RESETS_PER_WINDOW 100
 #define MAX_PINGS_PER_WINDOW 50
