@@ -150,8 +150,8 @@ static void add_report_header(gw_request_state_t *state, h2o_req_t *req, const g
     gw_buf_dispose(&value);
 }
 
-static void refuse_unaudited(const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state, const gw_route_t *route,
-                             h2o_iovec_t request_id)
+static void refuse_unaudited(gw_server_t *server, const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state,
+                             const gw_route_t *route, const gw_request_t *greq, h2o_iovec_t request_id)
 {
     gw_violation_t v = {.code = GW_V_AUDIT_UNAVAILABLE, .mode = GW_MODE_ENFORCE, .pointer = "", .limit = -1, .found = -1};
     gw_result_t result;
@@ -160,10 +160,15 @@ static void refuse_unaudited(const gw_config_t *config, h2o_req_t *req, gw_reque
     result.status = 503;
     result.violations.items = &v;
     result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
-    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("rest-framework-version"), -1);
-    result.framework_version =
-        i == -1 ? 1 : gw_framework_version_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, 9);
-    result.accepts_json = 1;
+    /* the error format is negotiated as for any rejection */
+    int version = greq->framework_version.count == 1
+                      ? gw_framework_version_parse(greq->framework_version.base, greq->framework_version.len,
+                                                   config->limits.max_framework_version)
+                      : 0;
+    result.framework_version = version != 0 ? version : 1;
+    result.accepts_json = greq->accept.count == 0 || gw_accept_allows_json(greq->accept.base, greq->accept.len);
+    gw_metrics_count_request(route != NULL ? route->metric_id : server->pass_through_metric_id, GW_METRIC_REJECTED);
+    gw_metrics_count_violation(GW_V_AUDIT_UNAVAILABLE, 1);
     state->route = route;
     gw_auditlog_prepare(state, &result); /* queued if the sink can take it; counted as dropped otherwise */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -202,7 +207,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     int audited = handler->server->audit != NULL && (route != NULL || config->audit.all_routes);
     if (audited && !config->audit.fail_open && !gw_audit_healthy(handler->server->audit)) {
         /* fail-closed: nothing is served that the audit trail cannot record */
-        refuse_unaudited(config, req, state, route, request_id);
+        refuse_unaudited(handler->server, config, req, state, route, &greq, request_id);
         return 0;
     }
     if (route == NULL) {
