@@ -305,7 +305,7 @@ class Gateway:
         argv += ["--admin", "127.0.0.1:0" if admin else "off"]
         argv += list(args)
         self.allow_errors = allow_errors
-        self.proc = Proc(name, argv, workdir, env=sanitizer_env(leaks=False), cwd=cwd)
+        self.proc = Proc(name, argv, workdir, env=sanitizer_env(leaks=True), cwd=cwd)  # the daemon exits leak-free
         m = self.proc.wait_for(r"crmgate\[info\]: listening on (https?)://127\.0\.0\.1:(\d+)", 10)
         self.scheme = m.group(1)  # "https" when the configuration has tls: {cert, key}
         self.port = int(m.group(2))
@@ -333,7 +333,7 @@ def run_cli(args, stdin=None, cwd=SOURCE_DIR, seconds=20):
     """Runs crmgate to completion (e.g. -t, validate, --version); returns CompletedProcess with text output."""
     try:
         cp = subprocess.run([CRMGATE_BIN] + list(args), input=stdin, capture_output=True, cwd=cwd,
-                            env=sanitizer_env(leaks=False), timeout=timeout(seconds))
+                            env=sanitizer_env(leaks=True), timeout=timeout(seconds))
     except subprocess.TimeoutExpired:
         fail("crmgate %s did not finish within %.1f s" % (" ".join(args), timeout(seconds)))
     cp.stdout_text = cp.stdout.decode("utf-8", "replace")
