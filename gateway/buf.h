@@ -41,7 +41,7 @@ void gw_buf_append_json_string(gw_buf_t *buf, const char *bytes, size_t len, siz
 size_t gw_edit_distance(const char *a, const char *b);
 
 /** Prints "crmgate: fatal: ..." to stderr and aborts. */
-_Noreturn void gw_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gw_fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /** Log lines go to stderr, one line each, prefixed with time and level. */
 void gw_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
