@@ -43,10 +43,7 @@
  * h2o 2.2.5 predates the fix for the HTTP/2 "rapid reset" (CVE-2023-44487): a reset stream still makes h2o
  * start its request, here a proxied one. Debian carries the 2019 flood fixes (CVE-2019-9512/9514/9515);
  * these counters bound PING and SETTINGS floods per connection as well. */
-#define ABUSE_WINDOW_MS 1000
-#define MAX_RESETS_PER_WINDOW 100
-#define MAX_PINGS_PER_WINDOW 50
-#define MAX_SETTINGS_PER_WINDOW 50
+#define ABUSE_WINDOW_MS 1000 /* the limits (limits.http2-*-per-second) count per window; 0 is no limit */
 
 typedef ssize_t (*read_expect_cb)(h2o_http2_conn_t *conn, const uint8_t *src, size_t len, const char **err_desc);
 
@@ -61,6 +58,7 @@ typedef struct st_body_stream_t {
 
 typedef struct st_gw_conn_guard_t {
     size_t max_body;
+    unsigned max_resets, max_pings, max_settings;
     h2o_socket_cb inner_read;    /* h2o's read callback, while the socket is wrapped */
     h2o_http2_conn_t *h2;        /* set once the connection speaks HTTP/2 */
     read_expect_cb inner_expect; /* h2o's frame parser for the current state */
@@ -212,13 +210,14 @@ static ssize_t count_control_frame(gw_conn_guard_t *guard, h2o_http2_conn_t *con
         guard->resets = guard->pings = guard->settings = 0;
     }
     const char *what = NULL;
-    if (type == FRAME_TYPE_RST_STREAM && ++guard->resets > MAX_RESETS_PER_WINDOW)
+    unsigned limit = 0;
+    if (type == FRAME_TYPE_RST_STREAM && ++guard->resets > (limit = guard->max_resets) && limit != 0)
         what = "stream resets (the HTTP/2 rapid reset attack, CVE-2023-44487)";
     else if (type == H2O_HTTP2_FRAME_TYPE_PING && (flags & H2O_HTTP2_FRAME_FLAG_ACK) == 0 &&
-             ++guard->pings > MAX_PINGS_PER_WINDOW)
+             ++guard->pings > (limit = guard->max_pings) && limit != 0)
         what = "PING frames (a ping flood, CVE-2019-9512)";
     else if (type == H2O_HTTP2_FRAME_TYPE_SETTINGS && (flags & H2O_HTTP2_FRAME_FLAG_ACK) == 0 &&
-             ++guard->settings > MAX_SETTINGS_PER_WINDOW)
+             ++guard->settings > (limit = guard->max_settings) && limit != 0)
         what = "SETTINGS frames (a settings flood, CVE-2019-9515)";
     if (what == NULL)
         return 0;
@@ -227,8 +226,7 @@ static ssize_t count_control_frame(gw_conn_guard_t *guard, h2o_http2_conn_t *con
     socklen_t sslen = h2o_socket_getpeername(conn->sock, (struct sockaddr *)&ss);
     if (sslen != 0)
         h2o_socket_getnumerichost((struct sockaddr *)&ss, sslen, peer);
-    gw_log_warn("closing an HTTP/2 connection from %s: more than %d %s per second", peer,
-                type == FRAME_TYPE_RST_STREAM ? MAX_RESETS_PER_WINDOW : MAX_PINGS_PER_WINDOW, what);
+    gw_log_warn("closing an HTTP/2 connection from %s: more than %u %s per second", peer, limit, what);
     *err_desc = "too many control frames";
     return H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM;
 }
@@ -388,14 +386,17 @@ static void on_handshake_poll(h2o_timeout_entry_t *entry)
         attach_h2(guard, guard->sock->data);
 }
 
-void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, size_t max_body)
+void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, const gw_limits_t *limits)
 {
     if (sock->on_close.cb != NULL)
         return; /* not ours to use */
     gw_conn_guard_t *guard = calloc(1, sizeof(*guard));
     if (guard == NULL)
         gw_fatal("out of memory (body guard)");
-    guard->max_body = max_body;
+    guard->max_body = limits->max_body;
+    guard->max_resets = limits->http2_resets_per_second;
+    guard->max_pings = limits->http2_pings_per_second;
+    guard->max_settings = limits->http2_settings_per_second;
     guard->sock = sock;
     guard->loop = loop;
     guard->poll_timeout = poll_timeout;

@@ -459,12 +459,39 @@ static int set_max_framework_version(load_t *ld, const char *key, yaml_node_t *v
     return 0;
 }
 
+static int set_frame_limit(load_t *ld, const char *key, yaml_node_t *value, unsigned *out)
+{
+    uint64_t v;
+    if (set_bounded(ld, key, value, 0, 1000000, 0, &v) != 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int set_h2_resets(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_frame_limit(ld, "limits.http2-resets-per-second", value, &ld->config->limits.http2_resets_per_second);
+}
+
+static int set_h2_pings(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_frame_limit(ld, "limits.http2-pings-per-second", value, &ld->config->limits.http2_pings_per_second);
+}
+
+static int set_h2_settings(load_t *ld, const char *key, yaml_node_t *value)
+{
+    return set_frame_limit(ld, "limits.http2-settings-per-second", value, &ld->config->limits.http2_settings_per_second);
+}
+
 static int set_limits(load_t *ld, const char *key, yaml_node_t *value)
 {
     static const key_def_t defs[] = {{"max-body", set_max_body},
                                      {"max-depth", set_max_depth},
                                      {"max-violations", set_max_violations},
                                      {"framework-version-max", set_max_framework_version},
+                                     {"http2-resets-per-second", set_h2_resets},
+                                     {"http2-pings-per-second", set_h2_pings},
+                                     {"http2-settings-per-second", set_h2_settings},
                                      {NULL, NULL}};
     return apply_mapping(ld, "limits", value, defs);
 }

@@ -18,9 +18,11 @@ typedef struct st_gw_limits_t {
     size_t max_depth;      /* nesting levels, the top-level object being 1 */
     size_t max_violations; /* stored per request (all are counted) */
     int max_framework_version;
+    /* HTTP/2 control frames one connection may send per second (0: no limit); more close it */
+    unsigned http2_resets_per_second, http2_pings_per_second, http2_settings_per_second;
 } gw_limits_t;
 
-#define GW_LIMITS_DEFAULT {1024 * 1024, 32, 50, 9}
+#define GW_LIMITS_DEFAULT {1024 * 1024, 32, 50, 9, 100, 50, 50}
 
 /* A header value as received; count is how many times the header appeared (0: absent). */
 typedef struct st_gw_header_value_t {

@@ -291,8 +291,9 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     h2o_accept(accept_ctx, sock);
     if (accept_ctx == &current_worker->accept_ctx)
+        /* the start-up limits: h2o's own body limit is fixed at start-up too */
         gw_bodyguard_attach(current_worker->ctx.loop, &current_worker->guard_poll_timeout, sock,
-                            current_worker->server->config->limits.max_body);
+                            &current_worker->server->config->limits);
 }
 
 static h2o_socket_t *start_listening(h2o_loop_t *loop, int fd, h2o_accept_ctx_t *accept_ctx)

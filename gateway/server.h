@@ -111,7 +111,7 @@ void gw_rewrite_register(h2o_pathconf_t *pathconf, gw_server_t *server);
 /* Set by the handler while it sends its own rejection, so the rewrite filter leaves it alone. */
 extern __thread h2o_req_t *gw__rejection_in_progress;
 /* bodyguard.c: limits.max-body enforced on HTTP/2 frames, so that no stream is reset or buffered past it. */
-void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, size_t max_body);
+void gw_bodyguard_attach(h2o_loop_t *loop, h2o_timeout_t *poll_timeout, h2o_socket_t *sock, const gw_limits_t *limits);
 /** Returns 1 when the guard cut this request's body at the limit (the body is then over the limit, its size unknown). */
 int gw_bodyguard_on_request(h2o_req_t *req);
 /* admin.c: /-/healthz and friends. */

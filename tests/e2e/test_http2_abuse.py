@@ -178,5 +178,44 @@ def a_few_resets_and_pings_are_fine():
         eq(post(gw, EXAMPLE, http2=True).status, 201, "normal requests")
 
 
+def stays_open(c, seconds=1.0):
+    """True when the gateway neither closes nor sends GOAWAY on c for `seconds`."""
+    c.sock.settimeout(seconds)
+    data = b""
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+            if bytes([0, 0, 8, GOAWAY]) in data:
+                return False
+    except socket.timeout:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+@suite.test
+def the_limits_are_configurable():
+    config = "limits: {http2-pings-per-second: 5, http2-resets-per-second: 0}\n"
+    with suite.stack(config=config, args=["--audit", "off"]) as (sim, gw):
+        c = Conn(gw.port)
+        for i in range(10):
+            c.send(frame(6, 0, 0, struct.pack(">Q", i)))
+        check(c.goaway_code() in (ENHANCE_YOUR_CALM, None), "10 PINGs against a limit of 5")
+        c.close()
+        check(wait_for_log(gw, "more than 5 PING frames"), "the close names the configured limit")
+        c = Conn(gw.port)
+        for i in range(300):  # three times the default limit, but 0 turns it off
+            sid = 1 + 2 * i
+            c.send(get_headers(sid, c.authority) + frame(3, 0, sid, struct.pack(">I", 8)))
+        check(stays_open(c), "300 resets with http2-resets-per-second: 0 closed the connection")
+        c.close()
+        eq(post(gw, EXAMPLE, http2=True).status, 201, "the gateway serves on")
+
+
 if __name__ == "__main__":
     suite.main()

@@ -44,6 +44,9 @@ static void test_defaults(void)
     CHECK_INT_EQ(c->limits.max_depth, 32);
     CHECK_INT_EQ(c->limits.max_violations, 50);
     CHECK_INT_EQ(c->limits.max_framework_version, 9);
+    CHECK_INT_EQ(c->limits.http2_resets_per_second, 100);
+    CHECK_INT_EQ(c->limits.http2_pings_per_second, 50);
+    CHECK_INT_EQ(c->limits.http2_settings_per_second, 50);
     CHECK(c->error_format == GW_ERRORS_ORACLE);
     gw_config_destroy(c);
     c = load("");
@@ -58,7 +61,8 @@ static void test_keys(void)
                           "  ca-file: certs/ca.pem\n  verify-peer: off\n"
                           "tls: {cert: /t/c.pem, key: k.pem}\n"
                           "rules: [a.json, /abs/dir]\n"
-                          "limits: {max-body: 512k, max-depth: 8, max-violations: 5, framework-version-max: 12}\n"
+                          "limits: {max-body: 512k, max-depth: 8, max-violations: 5, framework-version-max: 12,\n"
+                          "          http2-resets-per-second: 0, http2-pings-per-second: 7, http2-settings-per-second: 9}\n"
                           "errors: {format: problem+json}\n");
     CHECK_REPORT(c != NULL, "every key loads (%s)", err.text);
     if (c == NULL)
@@ -81,6 +85,9 @@ static void test_keys(void)
     CHECK_INT_EQ(c->limits.max_depth, 8);
     CHECK_INT_EQ(c->limits.max_violations, 5);
     CHECK_INT_EQ(c->limits.max_framework_version, 12);
+    CHECK_INT_EQ(c->limits.http2_resets_per_second, 0);
+    CHECK_INT_EQ(c->limits.http2_pings_per_second, 7);
+    CHECK_INT_EQ(c->limits.http2_settings_per_second, 9);
     CHECK(c->error_format == GW_ERRORS_PROBLEM_JSON);
     gw_config_destroy(c);
     c = load("upstream: http://10.0.0.1:8080\nlisten: \"[::1]:8080\"\n");
@@ -105,6 +112,7 @@ static void test_errors(void)
     expect_error("limits: {max-body: 1x}\n", "limits.max-body: \"1x\" must be a size from 1 to");
     expect_error("limits: {max-depth: 0}\n", "limits.max-depth: \"0\" must be a number from 1 to 1000");
     expect_error("limits: {max-depth: 1k}\n", "must be a number");
+    expect_error("limits: {http2-resets-per-second: -1}\n", "limits.http2-resets-per-second: \"-1\" must be a number from 0 to 1000000");
     expect_error("errors: {format: xml}\n", "errors.format: \"xml\" is not \"oracle\" or \"problem+json\"");
     expect_error("listen: [a, b]\n", "c.yaml:1:9: listen: expected a single value, not a list");
     expect_error("limits: 5\n", "limits: expected a mapping");
