@@ -7,6 +7,8 @@ packages=(
     gcc make cmake pkg-config                  # toolchain
     libh2o-evloop-dev libjansson-dev libpcre2-dev libssl-dev libyaml-dev   # libraries (h2o 2.2.5 on Debian 12)
     curl nghttp2-client python3                # end-to-end tests: HTTP/1.1 and HTTP/2 clients, the harness
+    python3-h2                                 # end-to-end tests: an HTTP/2 client library for the abuse tests
+    cppcheck                                   # static analysis, run as a ctest
 )
 
 missing=()
