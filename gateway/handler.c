@@ -150,15 +150,16 @@ static void add_report_header(gw_request_state_t *state, h2o_req_t *req, const g
     gw_buf_dispose(&value);
 }
 
-static void refuse_unaudited(gw_server_t *server, const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state,
-                             const gw_route_t *route, const gw_request_t *greq, h2o_iovec_t request_id)
+/* Refuses a request before its body is judged, with one violation, counted and audited like every rejection. */
+static void refuse_early(gw_server_t *server, const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state,
+                         const gw_route_t *route, const gw_request_t *greq, h2o_iovec_t request_id,
+                         gw_violation_t *v, int status)
 {
-    gw_violation_t v = {.code = GW_V_AUDIT_UNAVAILABLE, .mode = GW_MODE_ENFORCE, .pointer = "", .limit = -1, .found = -1};
     gw_result_t result;
     memset(&result, 0, sizeof(result));
     result.decision = GW_DECISION_REJECT;
-    result.status = 503;
-    result.violations.items = &v;
+    result.status = status;
+    result.violations.items = v;
     result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
     /* the error format is negotiated as for any rejection */
     int version = greq->framework_version.count == 1
@@ -168,11 +169,48 @@ static void refuse_unaudited(gw_server_t *server, const gw_config_t *config, h2o
     result.framework_version = version != 0 ? version : 1;
     result.accepts_json = greq->accept.count == 0 || gw_accept_allows_json(greq->accept.base, greq->accept.len);
     gw_metrics_count_request(route != NULL ? route->metric_id : server->pass_through_metric_id, GW_METRIC_REJECTED);
-    gw_metrics_count_violation(GW_V_AUDIT_UNAVAILABLE, 1);
+    gw_metrics_count_violation(v->code, 1);
     state->route = route;
-    gw_auditlog_prepare(state, &result); /* queued if the sink can take it; counted as dropped otherwise */
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (server->audit != NULL)
+        gw_auditlog_prepare(state, &result); /* queued if the sink can take it; counted as dropped otherwise */
     send_rejection(config, req, &result, request_id);
+}
+
+/* h2o 2.2.5 keeps an obs-fold continuation line (RFC 9112 section 5.2) as a header with an empty name, and its proxy
+ * would send that line on as ":  value", which the CRM may read as a fold or as a header of its own: refused. Returns
+ * the index of the header the fold continues (-1 when it is the first), or -2 when there is none. */
+static ssize_t find_folded_header(const h2o_req_t *req)
+{
+    for (size_t i = 0; i != req->headers.size; ++i)
+        if (req->headers.entries[i].name->len == 0)
+            return (ssize_t)i - 1;
+    return -2;
+}
+
+static void refuse_folded_header(gw_server_t *server, const gw_config_t *config, h2o_req_t *req,
+                                 gw_request_state_t *state, const gw_route_t *route, const gw_request_t *greq,
+                                 h2o_iovec_t request_id, ssize_t continued)
+{
+    char what[160];
+    if (continued >= 0) {
+        const h2o_header_t *header = &req->headers.entries[continued];
+        const char *name = header->orig_name != NULL ? header->orig_name : header->name->base; /* as the client spelt it */
+        snprintf(what, sizeof(what), "the header %.*s is folded onto a second line (obs-fold is not accepted)",
+                 (int)(header->name->len < 64 ? header->name->len : 64), name);
+    } else {
+        snprintf(what, sizeof(what), "a header line starts with white space (obs-fold is not accepted)");
+    }
+    gw_violation_t v = {.code = GW_V_BAD_REQUEST, .mode = GW_MODE_ENFORCE, .pointer = "", .excerpt = what,
+                        .limit = -1, .found = -1};
+    refuse_early(server, config, req, state, route, greq, request_id, &v, 400);
+}
+
+static void refuse_unaudited(gw_server_t *server, const gw_config_t *config, h2o_req_t *req, gw_request_state_t *state,
+                             const gw_route_t *route, const gw_request_t *greq, h2o_iovec_t request_id)
+{
+    gw_violation_t v = {.code = GW_V_AUDIT_UNAVAILABLE, .mode = GW_MODE_ENFORCE, .pointer = "", .limit = -1, .found = -1};
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    refuse_early(server, config, req, state, route, greq, request_id, &v, 503);
 }
 
 static void count(const gw_route_t *route, const gw_result_t *result)
@@ -204,6 +242,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     hctx->evaluator.limits = config->limits;
     hctx->evaluator.policy = &config->policy;
     const gw_route_t *route = gw_evaluate_route(&hctx->evaluator, rules, &greq);
+    ssize_t folded = find_folded_header(req);
+    if (folded != -2) {
+        refuse_folded_header(handler->server, config, req, state, route, &greq, request_id, folded);
+        return 0;
+    }
     int audited = handler->server->audit != NULL && (route != NULL || config->audit.all_routes);
     if (audited && !config->audit.fail_open && !gw_audit_healthy(handler->server->audit)) {
         /* fail-closed: nothing is served that the audit trail cannot record */
