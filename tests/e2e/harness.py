@@ -129,6 +129,22 @@ def tail(text, lines=40):
 # ---- processes -------------------------------------------------------------
 
 
+def import_h2():
+    """Debian's python3-h2, also from an interpreter other than Debian's (the library is pure Python)."""
+    try:
+        import h2.connection  # noqa: F401
+    except ImportError:
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            import h2.connection  # noqa: F401
+        except ImportError:
+            return None
+    import h2.config
+    import h2.connection
+    import h2.events
+    return h2
+
+
 class Proc:
     """A child process whose stdout and stderr go to files in workdir (never a pipe that could fill up)."""
 

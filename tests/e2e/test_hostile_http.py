@@ -460,6 +460,88 @@ def http2_100mb_slow_upload_is_413_with_bounded_memory():
         os.unlink(big)
 
 
+@suite.test
+def http2_client_that_keeps_uploading_100mb_gets_413_and_is_not_buffered():
+    """curl stops uploading once the 413 arrives; a client that does not (python3-h2, sending all 100 MB at about
+    25 MB/s whatever the answer) drives the frame guard's discard path: the gateway must keep granting flow-control
+    window, answer 413 once, forward nothing and not hold the body."""
+    h2 = h.import_h2()
+    if h2 is None:
+        raise h.Skip("python3-h2 is not installed (deploy/install-deps.sh installs it)")
+    with suite.stack(config="limits:\n  max-body: 4KiB\n") as (sim, gw):
+        eq(post(gw, EXAMPLE, http2=True).status, 201, "warm-up")
+        before = peak = rss_kib(gw.proc.pid)
+        mark = sim.mark()
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=h.timeout(30))
+        sock.sendall(conn.data_to_send())
+        sid = conn.get_next_available_stream_id()
+        total = 100 * MIB
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % gw.port),
+                                (":path", INTERACTIONS), ("content-type", "application/json"),
+                                ("content-length", str(total))])
+        sock.sendall(conn.data_to_send())
+        status, sent, chunk = None, 0, b"A" * 16384
+        t0 = time.monotonic()
+        deadline = t0 + h.timeout(60)
+        sock.setblocking(False)
+
+        def pump():
+            nonlocal status
+            while True:
+                try:
+                    data = sock.recv(1 << 20)
+                except BlockingIOError:
+                    return
+                if not data:
+                    raise h.Failure("the gateway closed the connection after %d bytes" % sent)
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = int(dict(event.headers)[":status"])
+                    elif isinstance(event, h2.events.StreamReset):
+                        raise h.Failure("the stream was reset after %d bytes (error %r)" % (sent, event.error_code))
+                out = conn.data_to_send()
+                if out:
+                    sock.setblocking(True)
+                    sock.sendall(out)
+                    sock.setblocking(False)
+
+        while sent < total and time.monotonic() < deadline:
+            pump()
+            n = min(len(chunk), total - sent, conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if n == 0:
+                time.sleep(0.001)  # waiting for window: the gateway must give it back
+                continue
+            conn.send_data(sid, chunk[:n], end_stream=(sent + n == total))
+            sent += n
+            sock.setblocking(True)
+            sock.sendall(conn.data_to_send())
+            sock.setblocking(False)
+            if sent % (4 * MIB) == 0:
+                peak = max(peak, rss_kib(gw.proc.pid))
+                ahead = sent / (25 * MIB) - (time.monotonic() - t0)  # about 25 MB/s
+                if ahead > 0:
+                    time.sleep(ahead)
+        while status is None and time.monotonic() < deadline:
+            pump()
+            time.sleep(0.01)
+        dt = time.monotonic() - t0
+        after = rss_kib(gw.proc.pid)
+        sock.close()
+        grew = max(peak, after) - before
+        h.note("python3-h2 kept uploading after the answer: %d of %d bytes sent in %.1f s, status %r; gateway VmRSS "
+               "%d KiB before, peak %d KiB, after %d KiB: grew by %d KiB" % (sent, total, dt, status, before, peak,
+                                                                             after, grew))
+        eq(sent, total, "bytes the client could send (the gateway must keep giving back flow-control window)")
+        eq(status, 413, "the answer")
+        settle(sim)
+        sim.expect_nothing_since(mark, "100 MB HTTP/2 upload")
+        if not h.SANITIZE:  # ASan keeps up to 256 MB of freed buffers in quarantine: RSS says nothing there
+            check(grew < 20 * 1024, "the gateway's RSS grew by %d KiB for a 100 MB upload it refuses" % grew)
+        eq(post(gw, EXAMPLE, http2=True).status, 201, "the gateway serves on")
+
+
 # ---- 3. JSON shape attacks -----------------------------------------------------
 
 

@@ -130,26 +130,10 @@ def rapid_reset_is_cut_off_and_other_clients_are_served():
         check(wait_for_log(gw, "rapid reset attack"), "the close is logged")
 
 
-def import_h2():
-    """Debian's python3-h2, also from an interpreter other than Debian's (the library is pure Python)."""
-    try:
-        import h2.connection  # noqa: F401
-    except ImportError:
-        sys.path.append("/usr/lib/python3/dist-packages")
-        try:
-            import h2.connection  # noqa: F401
-        except ImportError:
-            return None
-    import h2.config
-    import h2.connection
-    import h2.events
-    return h2
-
-
 @suite.test
 def rapid_reset_from_the_h2_library_is_cut_off():
     """The same attack from a real HTTP/2 implementation (python3-h2), which checks every frame it gets back."""
-    h2 = import_h2()
+    h2 = h.import_h2()
     if h2 is None:
         raise h.Skip("python3-h2 is not installed (deploy/install-deps.sh installs it)")
     with suite.stack(args=["--audit", "off"]) as (sim, gw):
