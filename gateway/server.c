@@ -607,6 +607,14 @@ static void warn_about_restart_only_changes(const gw_config_t *running, gw_confi
         gw_log_warn(RESTART_MSG, "limits.max-body", was);
         loaded->limits.max_body = running->limits.max_body;
     }
+    if (running->limits.http2_resets_per_second != loaded->limits.http2_resets_per_second ||
+        running->limits.http2_pings_per_second != loaded->limits.http2_pings_per_second ||
+        running->limits.http2_settings_per_second != loaded->limits.http2_settings_per_second) {
+        /* each connection's frame guard takes them when it is accepted, from the start-up configuration */
+        snprintf(was, sizeof(was), "resets %u, pings %u, settings %u per second", running->limits.http2_resets_per_second,
+                 running->limits.http2_pings_per_second, running->limits.http2_settings_per_second);
+        gw_log_warn(RESTART_MSG, "limits.http2-*-per-second", was);
+    }
     if (!same_string(running->audit.path, loaded->audit.path) || running->audit.fsync != loaded->audit.fsync ||
         running->audit.fsync_interval_ms != loaded->audit.fsync_interval_ms ||
         running->audit.queue_bytes != loaded->audit.queue_bytes)

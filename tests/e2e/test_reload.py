@@ -311,6 +311,18 @@ def max_body_change_is_applied_or_needs_a_restart():
               (expected, "a restart was asked for" if warned else "no restart warning was logged", results))
 
 
+@suite.test
+def http2_frame_limits_change_needs_a_restart():
+    # each connection's frame guard takes the limits from the start-up configuration: a reload says so
+    with suite.stack(config="limits: {http2-pings-per-second: 5}\n") as (sim, gw):
+        with open(gw.config_path, "w") as f:
+            f.write("limits: {http2-pings-per-second: 500}\n")
+        hup_and_wait(gw, r"reloaded: rules", 0)
+        gw.proc.wait_for(r"reload: limits\.http2-\*-per-second changed in the configuration; restart crmgate to "
+                         r"apply it \(still resets 100, pings 5, settings 50 per second\)", 5)
+        eq(post(gw, EXAMPLE, http2=True).status, 201, "HTTP/2 after the reload")
+
+
 # ---- 200 SIGHUPs under load --------------------------------------------------------------------------------
 
 
