@@ -179,16 +179,33 @@ static int is_shown(const gw_violation_t *v)
     return v->mode == GW_MODE_ENFORCE;
 }
 
+/* Appends a line of the text format with its control characters as \xHH: pointers and messages quote the client's
+ * keys, and a raw CR or LF in one would split it into lines a client reads as violations of their own. */
+static void append_line(gw_buf_t *out, const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; ++i) {
+        unsigned char c = (unsigned char)line[i];
+        if (c < 0x20 || c == 0x7f)
+            gw_buf_printf(out, "\\x%02x", c);
+        else
+            gw_buf_append(out, &line[i], 1);
+    }
+    gw_buf_append(out, "\n", 1);
+}
+
 static void render_text(const gw_result_t *result, gw_buf_t *out)
 {
+    gw_buf_t line = GW_BUF_INIT;
     for (size_t i = 0; i < result->violations.count; ++i) {
         const gw_violation_t *v = &result->violations.items[i];
         if (!is_shown(v))
             continue;
-        gw_buf_printf(out, "%s %s: ", gw_violation_code_name(v->code), v->pointer[0] != '\0' ? v->pointer : "/");
-        gw_violation_detail(v, out);
-        gw_buf_append(out, "\n", 1);
+        line.len = 0;
+        gw_buf_printf(&line, "%s %s: ", gw_violation_code_name(v->code), v->pointer[0] != '\0' ? v->pointer : "/");
+        gw_violation_detail(v, &line);
+        append_line(out, line.base, line.len);
     }
+    gw_buf_dispose(&line);
     if (result->violations.total > result->violations.count)
         gw_buf_printf(out, "CRMGATE-MORE /: %zu more violations were found and not listed.\n",
                       result->violations.total - result->violations.count);
