@@ -435,7 +435,7 @@ static int set_max_body(load_t *ld, const char *key, yaml_node_t *value)
 static int set_max_depth(load_t *ld, const char *key, yaml_node_t *value)
 {
     uint64_t v;
-    if (set_bounded(ld, "limits.max-depth", value, 1, 1000, 0, &v) != 0)
+    if (set_bounded(ld, "limits.max-depth", value, 1, GW_MAX_DEPTH_LIMIT, 0, &v) != 0)
         return -1;
     ld->config->limits.max_depth = (size_t)v;
     return 0;

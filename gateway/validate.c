@@ -4,7 +4,9 @@
 #include "validate.h"
 
 #define GW_EXCERPT_CHARS 40
-#define GW_MAX_PATH 256 /* the parse depth is bounded far below this by max_depth */
+/* A walk never goes deeper than max_depth (at most GW_MAX_DEPTH_LIMIT), plus one array index: every level of a
+ * document within the limit is validated, never skipped for want of room. */
+#define GW_MAX_PATH (GW_MAX_DEPTH_LIMIT + 2)
 
 typedef struct st_path_elem_t {
     const char *key; /* NULL for an array index */
@@ -145,6 +147,12 @@ static gw_violation_t *report(walk_t *w, gw_violation_code_t code, gw_mode_t mod
 
 /* ---- depth -------------------------------------------------------------- */
 
+/* The configured limit, never more than the walk's path can hold. */
+static size_t depth_limit(const walk_t *w)
+{
+    return w->params->max_depth < GW_MAX_DEPTH_LIMIT ? w->params->max_depth : GW_MAX_DEPTH_LIMIT;
+}
+
 /* Depth of containers below v (v itself counts when it is a container), capped at limit + 1. */
 static size_t container_depth(const json_t *v, size_t limit)
 {
@@ -178,7 +186,7 @@ static size_t container_depth(const json_t *v, size_t limit)
 /* Unvalidated values (unknown fields, type any) still count towards the depth limit. */
 static void check_depth(walk_t *w, const json_t *v, const char *key, size_t key_len)
 {
-    size_t limit = w->params->max_depth;
+    size_t limit = depth_limit(w);
     size_t here = w->depth + 1; /* the object holding v */
     if (w->too_deep_reported || !(json_is_object(v) || json_is_array(v)))
         return;
@@ -322,12 +330,12 @@ static int push(walk_t *w, const char *key, size_t key_len, size_t index)
 /* A container at the current path lies at level depth + 1: over the limit, it is refused and not entered. */
 static int over_depth_limit(walk_t *w)
 {
-    if (w->depth + 1 <= w->params->max_depth)
+    if (w->depth + 1 <= depth_limit(w))
         return 0;
     if (!w->too_deep_reported) {
         gw_violation_t *viol = report(w, GW_V_TOO_DEEP, GW_MODE_ENFORCE, NULL, 0, NULL);
         if (viol != NULL)
-            viol->limit = (int64_t)w->params->max_depth;
+            viol->limit = (int64_t)depth_limit(w);
         w->too_deep_reported = 1;
     }
     return 1;

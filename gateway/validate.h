@@ -11,6 +11,9 @@
 #include "violation.h"
 
 /* The violations of one evaluation. Items live in the arena of the evaluation. */
+/* The largest limits.max-depth: the validator's path holds this many levels, and jansson parses 2048. */
+#define GW_MAX_DEPTH_LIMIT 1000
+
 typedef struct st_gw_violations_t {
     gw_violation_t *items;
     size_t count; /* stored, at most max */
@@ -33,7 +36,7 @@ int gw_violations_has_room(const gw_violations_t *list, gw_mode_t mode);
 
 typedef struct st_gw_validate_params_t {
     gw_operation_t operation;
-    size_t max_depth; /* the top-level object is depth 1 */
+    size_t max_depth; /* the top-level object is depth 1; at most GW_MAX_DEPTH_LIMIT */
     pcre2_match_data *match_data;
     pcre2_match_context *match_context;
     const gw_policy_t *policy; /* pointer-level modes; may be NULL */
