@@ -203,6 +203,24 @@ static const char *schema_name(import_t *im, const char *parent, const char *nam
     return tmp->base;
 }
 
+/* A resource or child name becomes a segment of a route path: only URI-unreserved characters keep it one literal
+ * segment (a '{' would open a parameter, a '/' add a segment). Oracle's names are identifiers. Returns 0 if usable. */
+static int check_resource_name(import_t *im, const gw_buf_t *ptr, const char *name)
+{
+    if (name[0] == '\0') {
+        fail(im, ptr, "a resource with an empty name");
+        return -1;
+    }
+    for (const char *c = name; *c != '\0'; ++c) {
+        if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') || *c == '_' ||
+              *c == '-' || *c == '.' || *c == '~')) {
+            fail(im, ptr, "resource name \"%.64s\" cannot be a URL path segment (letters, digits, _ - . ~ only)", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void add_route(import_t *im, const char *method, const char *path, const char *schema, const char *operation)
 {
     json_array_append_new(im->routes,
@@ -224,6 +242,8 @@ static int convert_children(import_t *im, const char *schema, json_t *children, 
     json_object_foreach(children, child, desc)
     {
         size_t mark = enter(ptr, child);
+        if (check_resource_name(im, ptr, child) != 0)
+            return -1;
         json_t *field = json_object();
         json_object_set_new(field, "type", json_string("array"));
         json_object_set_new(fields, child, field);
@@ -395,6 +415,8 @@ int gw_describe_import(const char *name, const char *describe, size_t len, const
     json_object_foreach(resources, resource, desc)
     {
         size_t mark = enter(&ptr, resource);
+        if (check_resource_name(&im, &ptr, resource) != 0)
+            goto Exit;
         gw_buf_t path = GW_BUF_INIT;
         gw_buf_printf(&path, "/crmRestApi/resources/{version}/%s", resource);
         int failed = convert_resource(&im, "", resource, desc, path.base, 1, &ptr) != 0;

@@ -52,6 +52,10 @@ static void test_bad_inputs(void)
     expect_error("not json", NULL, "d.json:1:3: not valid JSON");
     expect_error("{}", NULL, "d.json: /: no \"Resources\" object");
     expect_error("{\"Resources\": {}}", NULL, "no \"Resources\" object");
+    /* a name that is not one literal path segment would make a route that does not compile, or matches elsewhere */
+    expect_error("{\"Resources\":{\"a\":{\"attributes\":[],\"children\":{\"}\":{\"attributes\":[]}}}}}", NULL,
+                 "d.json: /Resources/a/children/}: resource name \"}\" cannot be a URL path segment");
+    expect_error("{\"Resources\":{\"a/b\":{\"attributes\":[]}}}", NULL, "resource name \"a/b\" cannot be");
     expect_error("{\"Resources\": {\"things\": {}}}", NULL, "d.json: /Resources/things: no \"attributes\" list");
     expect_error(RES("{\"type\": \"string\"}"), NULL, "d.json: /Resources/things/attributes/0: an attribute without a name");
     expect_error(RES("{\"name\": \"A\", \"type\": \"string\"}, {\"name\": \"B\", \"type\": \"blob\"}"), NULL,
@@ -146,8 +150,8 @@ static size_t compare_schemas(const gw_schema_t *imported, const gw_schema_t *sh
                          (a->lookup == NULL || strcmp(a->lookup->name, b->lookup->name) == 0),
                      "%s/%s agrees (type %s/%s, maxLength %lld/%lld, ro %d/%d, co %d/%d, req %d/%d)", where, a->name,
                      gw_field_type_name(a->type), gw_field_type_name(b->type), (long long)a->max_length,
-                     (long long)b->max_length, a->read_only, b->read_only, a->create_only, b->create_only, a->required,
-                     b->required);
+                     (long long)b->max_length, (int)a->read_only, (int)b->read_only, (int)a->create_only,
+                     (int)b->create_only, (int)a->required, (int)b->required);
         if (a->type == GW_TYPE_ARRAY && a->schema != NULL && b->schema != NULL)
             compared += compare_schemas(a->schema, b->schema, a->name);
     }
