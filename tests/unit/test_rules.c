@@ -56,6 +56,8 @@ static void test_lookup_anchoring(const gw_ruleset_t *rules)
     const gw_route_t *r = match(rules, "POST", "/crmRestApi/resources/latest/interactions/1/child/interactionReferences");
     const gw_field_t *f = gw_schema_find(r->schema, "ObjectTypeCd", 12);
     CHECK(f != NULL && f->lookup != NULL);
+    if (f == NULL || f->lookup == NULL)
+        return;
     static const char *good[] = {"ZMM_ACTIVITIES", "MOO_OPTY", "SVC_WORK_ORDERS", "SVC_SERVICE_REQUESTS", "MKL_LM_LEADS"};
     for (size_t i = 0; i < 5; ++i)
         CHECK_REPORT(gw_regex_full_match(f->lookup->re, good[i], strlen(good[i]), md, NULL) == 1, "%s is a code", good[i]);
