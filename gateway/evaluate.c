@@ -185,6 +185,15 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
     json_decref(doc);
 }
 
+void gw_result_init_single(gw_result_t *result, gw_violation_t *v, int status)
+{
+    memset(result, 0, sizeof(*result));
+    result->decision = GW_DECISION_REJECT;
+    result->status = status;
+    result->violations.items = v;
+    result->violations.count = result->violations.total = result->violations.enforced = result->violations.max = 1;
+}
+
 void gw_evaluate(gw_evaluator_t *ev, const gw_route_t *route, const gw_request_t *req, gw_result_t *out)
 {
     memset(out, 0, sizeof(*out));

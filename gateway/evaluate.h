@@ -84,6 +84,10 @@ const gw_route_t *gw_evaluate_route(gw_evaluator_t *ev, const gw_ruleset_t *rule
  * Judges a request on a route. The result (violations, pointers) lives in the
  * evaluator's arena until the next gw_evaluator_reset().
  */
+/* A rejection with the one violation v (borrowed: it must outlive result), answered with status; the negotiation
+ * fields are left at 0 for the caller. Used by refusals that never reach the validator. */
+void gw_result_init_single(gw_result_t *result, gw_violation_t *v, int status);
+
 void gw_evaluate(gw_evaluator_t *ev, const gw_route_t *route, const gw_request_t *req, gw_result_t *out);
 
 /* Header checks, exposed for unit tests. Each returns 1 when the value is acceptable. */

@@ -156,11 +156,7 @@ static void refuse_early(gw_server_t *server, const gw_config_t *config, h2o_req
                          gw_violation_t *v, int status)
 {
     gw_result_t result;
-    memset(&result, 0, sizeof(result));
-    result.decision = GW_DECISION_REJECT;
-    result.status = status;
-    result.violations.items = v;
-    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
+    gw_result_init_single(&result, v, status);
     /* the error format is negotiated as for any rejection */
     int version = greq->framework_version.count == 1
                       ? gw_framework_version_parse(greq->framework_version.base, greq->framework_version.len,

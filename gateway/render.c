@@ -328,13 +328,9 @@ void gw_render_violation(const gw_violation_t *v, int status, gw_negotiation_t n
 {
     gw_violation_t copy = *v;
     gw_result_t result;
-    memset(&result, 0, sizeof(result));
-    result.decision = GW_DECISION_REJECT;
-    result.status = status;
+    gw_result_init_single(&result, &copy, status);
     result.framework_version = negotiation.framework_version;
     result.accepts_json = negotiation.accepts_json;
-    result.violations.items = &copy;
-    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
     gw_render_rejection(&result, format, request_id, out);
 }
 

@@ -155,11 +155,7 @@ static void audit_refusal(h2o_req_t *req, gw_request_state_t *state, const gw_vi
     state = gw_request_state_new(req);
     gw_violation_t copy = *v;
     gw_result_t result;
-    memset(&result, 0, sizeof(result));
-    result.decision = GW_DECISION_REJECT;
-    result.status = status;
-    result.violations.items = &copy;
-    result.violations.count = result.violations.total = result.violations.enforced = result.violations.max = 1;
+    gw_result_init_single(&result, &copy, status);
     gw_auditlog_prepare(state, &result);
 }
 
