@@ -4,8 +4,11 @@
 #include "arena.h"
 #include "buf.h"
 
-#define GW_ARENA_CHUNK_SIZE 8192
+#define GW_ARENA_CHUNK_SIZE 16384
 #define GW_ARENA_ALIGN 16
+/* Standard chunks kept across resets, per arena (one arena per worker thread): enough for the parse of a body of
+ * tens of KB, so those never touch the heap, while one huge body does not pin its memory forever. */
+#define GW_ARENA_RETAIN_CHUNKS 16
 
 struct st_gw_arena_chunk_t {
     gw_arena_chunk_t *next;
@@ -17,34 +20,52 @@ void gw_arena_init(gw_arena_t *arena)
 {
     arena->chunks = NULL;
     arena->used = 0;
+    arena->spare = NULL;
+    arena->nspare = 0;
 }
 
-void gw_arena_dispose(gw_arena_t *arena)
+static void free_list(gw_arena_chunk_t *chunk)
 {
-    gw_arena_chunk_t *chunk = arena->chunks;
     while (chunk != NULL) {
         gw_arena_chunk_t *next = chunk->next;
         free(chunk);
         chunk = next;
     }
+}
+
+void gw_arena_dispose(gw_arena_t *arena)
+{
+    free_list(arena->chunks);
+    free_list(arena->spare);
     gw_arena_init(arena);
 }
 
 void gw_arena_reset(gw_arena_t *arena)
 {
-    if (arena->chunks == NULL)
-        return;
-    /* keep the oldest chunk (always the standard size), free the rest */
-    while (arena->chunks->next != NULL) {
-        gw_arena_chunk_t *next = arena->chunks->next;
-        free(arena->chunks);
-        arena->chunks = next;
+    gw_arena_chunk_t *chunk = arena->chunks;
+    while (chunk != NULL) {
+        gw_arena_chunk_t *next = chunk->next;
+        if (chunk->size == GW_ARENA_CHUNK_SIZE && arena->nspare < GW_ARENA_RETAIN_CHUNKS) {
+            chunk->next = arena->spare;
+            arena->spare = chunk;
+            ++arena->nspare;
+        } else {
+            free(chunk);
+        }
+        chunk = next;
     }
+    arena->chunks = NULL;
     arena->used = 0;
 }
 
-static gw_arena_chunk_t *new_chunk(size_t size)
+static gw_arena_chunk_t *new_chunk(gw_arena_t *arena, size_t size)
 {
+    if (size == GW_ARENA_CHUNK_SIZE && arena->spare != NULL) {
+        gw_arena_chunk_t *chunk = arena->spare;
+        arena->spare = chunk->next;
+        --arena->nspare;
+        return chunk;
+    }
     gw_arena_chunk_t *chunk = malloc(sizeof(*chunk) + size);
     if (chunk == NULL)
         gw_fatal("out of memory (arena chunk of %zu bytes)", size);
@@ -60,23 +81,21 @@ void *gw_arena_alloc(gw_arena_t *arena, size_t size)
         arena->used += size;
         return p;
     }
-    if (arena->chunks == NULL) {
-        /* the first chunk is always of the standard size: it is the one reset keeps */
-        arena->chunks = new_chunk(GW_ARENA_CHUNK_SIZE);
-        arena->chunks->next = NULL;
-        arena->used = 0;
-        if (size <= GW_ARENA_CHUNK_SIZE)
-            return gw_arena_alloc(arena, size);
-    }
     if (size > GW_ARENA_CHUNK_SIZE / 4) {
         /* a big block gets a chunk of its own, placed behind the current one
          * so the current chunk's free space stays usable */
-        gw_arena_chunk_t *chunk = new_chunk(size);
-        chunk->next = arena->chunks->next;
-        arena->chunks->next = chunk;
+        gw_arena_chunk_t *chunk = new_chunk(arena, size);
+        if (arena->chunks == NULL) {
+            chunk->next = NULL;
+            arena->chunks = chunk;
+            arena->used = size;
+        } else {
+            chunk->next = arena->chunks->next;
+            arena->chunks->next = chunk;
+        }
         return chunk->bytes;
     }
-    gw_arena_chunk_t *chunk = new_chunk(GW_ARENA_CHUNK_SIZE);
+    gw_arena_chunk_t *chunk = new_chunk(arena, GW_ARENA_CHUNK_SIZE);
     chunk->next = arena->chunks;
     arena->chunks = chunk;
     arena->used = size;

@@ -1,3 +1,5 @@
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
 #include "buf.h"
@@ -10,8 +12,36 @@
 #define GW_REGEX_MATCH_LIMIT 100000
 #define GW_REGEX_DEPTH_LIMIT 1000
 
+/* ---- jansson's memory --------------------------------------------------- */
+
+/* While a thread parses and validates a body, jansson allocates from that request's arena: no malloc and free per
+ * value, and no walk of the tree to free it, since the arena's reset releases it. Everywhere else (rules, config,
+ * other threads) jansson keeps using the heap. A document parsed in the window is never freed after it, and a value
+ * from outside is never freed in it, so a free inside the window is always of arena memory. */
+static __thread gw_arena_t *json_arena;
+
+static void *json_alloc(size_t size)
+{
+    return json_arena != NULL ? gw_arena_alloc(json_arena, size) : malloc(size);
+}
+
+static void json_release(void *p)
+{
+    if (json_arena == NULL)
+        free(p);
+}
+
+static void install_json_alloc(void)
+{
+    /* outside the window the functions are malloc and free: values allocated before this still free correctly */
+    json_set_alloc_funcs(json_alloc, json_release);
+}
+
+static pthread_once_t json_alloc_once = PTHREAD_ONCE_INIT;
+
 void gw_evaluator_init(gw_evaluator_t *ev, const gw_limits_t *limits)
 {
+    pthread_once(&json_alloc_once, install_json_alloc);
     gw_arena_init(&ev->arena);
     ev->limits = *limits;
     ev->policy = NULL;
@@ -164,9 +194,11 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
         return;
     }
     json_error_t jerr;
+    json_arena = &ev->arena; /* the document lives in the arena until the evaluator's next reset */
     /* JSON_DECODE_ANY: a scalar document is reported as "not an object", not as a syntax error */
     json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
+        json_arena = NULL;
         add_parse_error(ev, req, &jerr, out);
         return;
     }
@@ -182,7 +214,7 @@ static void validate_body(gw_evaluator_t *ev, const gw_request_t *req, gw_result
                                        .policy = ev->policy};
         gw_validate_document(out->route->schema, doc, &params, &out->violations);
     }
-    json_decref(doc);
+    json_arena = NULL; /* doc is not freed: the arena's reset releases it */
 }
 
 void gw_result_init_single(gw_result_t *result, gw_violation_t *v, int status)
