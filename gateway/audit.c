@@ -93,9 +93,8 @@ static int write_all(gw_audit_t *audit)
         }
         done += (size_t)n;
     }
-    for (size_t i = 0; i < audit->writing.len; ++i)
-        if (audit->writing.base[i] == '\n')
-            gw_metrics_count_audit_record();
+    for (const char *p = audit->writing.base, *end = p + audit->writing.len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; ++p)
+        gw_metrics_count_audit_record();
     audit->writing.len = 0;
     audit->unsynced = 1;
     return 0;

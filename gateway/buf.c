@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "utf8.h"
 
-void gw_buf_reserve(gw_buf_t *buf, size_t extra)
+void gw_buf_grow(gw_buf_t *buf, size_t extra)
 {
     if (buf->cap - buf->len > extra)
         return;
@@ -21,20 +21,6 @@ void gw_buf_reserve(gw_buf_t *buf, size_t extra)
         gw_fatal("out of memory (buffer of %zu bytes)", cap);
     buf->base = base;
     buf->cap = cap;
-}
-
-void gw_buf_append(gw_buf_t *buf, const void *bytes, size_t len)
-{
-    gw_buf_reserve(buf, len);
-    if (len != 0)
-        memcpy(buf->base + buf->len, bytes, len);
-    buf->len += len;
-    buf->base[buf->len] = '\0';
-}
-
-void gw_buf_appendz(gw_buf_t *buf, const char *s)
-{
-    gw_buf_append(buf, s, strlen(s));
 }
 
 void gw_buf_printf(gw_buf_t *buf, const char *fmt, ...)

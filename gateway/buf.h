@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct st_gw_buf_t {
     char *base; /* heap, owned by the buffer; always NUL-terminated when non-NULL */
@@ -16,9 +17,30 @@ typedef struct st_gw_buf_t {
 
 #define GW_BUF_INIT {NULL, 0, 0}
 
-void gw_buf_reserve(gw_buf_t *buf, size_t extra);
-void gw_buf_append(gw_buf_t *buf, const void *bytes, size_t len);
-void gw_buf_appendz(gw_buf_t *buf, const char *s);
+/** Grows the buffer so that extra more bytes and a NUL fit (the slow path of gw_buf_reserve). */
+void gw_buf_grow(gw_buf_t *buf, size_t extra);
+
+/* Inline: the audit record is built from dozens of small appends on every request. */
+static inline void gw_buf_reserve(gw_buf_t *buf, size_t extra)
+{
+    if (buf->cap - buf->len <= extra)
+        gw_buf_grow(buf, extra);
+}
+
+static inline void gw_buf_append(gw_buf_t *buf, const void *bytes, size_t len)
+{
+    gw_buf_reserve(buf, len);
+    if (len != 0)
+        memcpy(buf->base + buf->len, bytes, len);
+    buf->len += len;
+    buf->base[buf->len] = '\0';
+}
+
+static inline void gw_buf_appendz(gw_buf_t *buf, const char *s)
+{
+    gw_buf_append(buf, s, strlen(s));
+}
+
 void gw_buf_printf(gw_buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gw_buf_dispose(gw_buf_t *buf);
 

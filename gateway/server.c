@@ -361,8 +361,10 @@ static void *worker_main(void *arg)
     }
 
     atomic_store(&worker->ready, 1);
-    while (!atomic_load(&server->stopping))
+    while (!atomic_load(&server->stopping)) {
         h2o_evloop_run(loop, 1000);
+        gw_auditlog_flush(server, 0); /* the records of this pass, in one hand-over */
+    }
     close_listeners(worker);
     /* HTTP/1.1 connections close after their current response, HTTP/2 ones get a GOAWAY:
      * keep-alive clients stop sending instead of keeping the drain busy */
@@ -370,12 +372,15 @@ static void *worker_main(void *arg)
     /* draining: the listeners are closed; requests in flight get a grace period */
     uint64_t grace_ms = server->config->shutdown_timeout_ms;
     uint64_t deadline = now_ms() + grace_ms;
-    while (atomic_load(&worker->inflight) > 0 && now_ms() < deadline)
+    while (atomic_load(&worker->inflight) > 0 && now_ms() < deadline) {
         h2o_evloop_run(loop, 10);
+        gw_auditlog_flush(server, 0);
+    }
     if (atomic_load(&worker->inflight) > 0)
         gw_log_warn("worker %u: %ld request(s) still in flight after shutdown-timeout (%llu ms); closing", worker->index,
                     (long)atomic_load(&worker->inflight), (unsigned long long)grace_ms);
     h2o_multithread_unregister_receiver(worker->ctx.queue, &worker->control_receiver);
+    gw_auditlog_flush(server, 1); /* before the main thread closes the sink: no record is left behind */
     gw_runtime_release(worker->runtime);
     worker->runtime = NULL;
     atomic_store(&worker->finished, 1);

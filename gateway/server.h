@@ -103,7 +103,10 @@ void gw_handler_register(h2o_pathconf_t *pathconf, gw_server_t *server);
 h2o_iovec_t gw_request_id_ensure(h2o_req_t *req);
 /* auditlog.c: the audit record of a request. */
 void gw_auditlog_prepare(gw_request_state_t *state, const gw_result_t *result); /* when it is judged */
-void gw_auditlog_write(gw_server_t *server, gw_request_state_t *state);       /* when it ends */
+void gw_auditlog_write(gw_server_t *server, gw_request_state_t *state);       /* when it ends: batched per thread */
+/* Hands the calling worker's batch of records to the sink: after every event-loop pass, and with last set when the
+ * worker ends (the batch's buffer is freed then). */
+void gw_auditlog_flush(gw_server_t *server, int last);
 /** The running server (its audit sink, for the request's end). */
 gw_server_t *gw_server_running(void);
 /* rewrite.c: upstream errors in the negotiated format. */
