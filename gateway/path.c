@@ -30,6 +30,20 @@ static size_t add_segment(char *dst, size_t dst_len, const char *seg, size_t seg
     return dst_len + seg_len;
 }
 
+/* 1 when the path (query cut off) is already what normalisation would make of it: it starts with '/', has no
+ * escape, parameter, empty or dot-led segment, and no trailing '/'. Clients send such paths nearly always. */
+static int is_normal(const char *path, size_t len)
+{
+    if (len == 0 || path[0] != '/' || (len > 1 && path[len - 1] == '/'))
+        return 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = path[i];
+        if (c == '%' || c == ';' || (c == '/' && i + 1 < len && (path[i + 1] == '/' || path[i + 1] == '.')))
+            return 0;
+    }
+    return 1;
+}
+
 const char *gw_path_normalize(gw_arena_t *arena, const char *path, size_t len, size_t *out_len)
 {
     for (size_t i = 0; i < len; ++i) {
@@ -37,6 +51,10 @@ const char *gw_path_normalize(gw_arena_t *arena, const char *path, size_t len, s
             len = i;
             break;
         }
+    }
+    if (is_normal(path, len)) {
+        *out_len = len;
+        return gw_arena_strndup(arena, path, len);
     }
     /* decode first, so that %2F and %2E%2E take part in segment handling */
     char *decoded = gw_arena_alloc(arena, len + 1);

@@ -234,7 +234,11 @@ static void append_regex_literal(gw_buf_t *buf, const char *s, size_t len)
 int gw_regex_full_match(const pcre2_code *re, const char *subject, size_t len, pcre2_match_data *md,
                         pcre2_match_context *mctx)
 {
-    int rc = pcre2_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, mctx);
+    /* JIT's fast path skips pcre2_match's option checks; it is safe on any subject, as patterns with PCRE2_UTF are
+     * compiled with PCRE2_MATCH_INVALID_UTF. A pattern the JIT could not compile takes the interpreter. */
+    int rc = pcre2_jit_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, mctx);
+    if (rc == PCRE2_ERROR_JIT_BADOPTION)
+        rc = pcre2_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, mctx);
     if (rc >= 0)
         return 1; /* 0 means matched with a too-small ovector: still a match */
     if (rc == PCRE2_ERROR_NOMATCH)
@@ -377,12 +381,17 @@ static gw_schema_t *find_schema(rule_file_t *rf, const char *name)
 
 /* ---- schemas and fields ------------------------------------------------- */
 
+/* Every member of every object is looked up, so the hash reads at most 16 bytes: the first 8 and the last 8, with
+ * the length. Names that differ only in between share a slot and are told apart by memcmp. The table is built from
+ * the rules, never from a request, so no request can lengthen a probe beyond the table's size. */
 static uint32_t hash_name(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; ++i)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    uint64_t head = 0, tail = 0;
+    memcpy(&head, s, len < 8 ? len : 8);
+    if (len > 8)
+        memcpy(&tail, s + len - 8, 8);
+    uint64_t h = (head ^ (tail * 0x9e3779b97f4a7c15u) ^ len) * 0xff51afd7ed558ccdu;
+    return (uint32_t)(h >> 32);
 }
 
 const gw_field_t *gw_schema_find(const gw_schema_t *schema, const char *name, size_t len)
@@ -402,7 +411,7 @@ const gw_field_t *gw_schema_find(const gw_schema_t *schema, const char *name, si
 static void build_index(gw_ruleset_t *rules, gw_schema_t *schema)
 {
     uint32_t size = 8;
-    while (size < schema->nfields * 2)
+    while (size < schema->nfields * 4) /* at most a quarter full: most lookups probe one slot */
         size *= 2;
     schema->index = gw_arena_alloc(&rules->arena, size * sizeof(*schema->index));
     memset(schema->index, 0, size * sizeof(*schema->index));
@@ -759,6 +768,9 @@ static int compile_route(rule_file_t *rf, size_t index, json_t *def)
     route->path = arena_strdup(rules, tmpl);
     route->literal_prefix = route->path;
     route->literal_prefix_len = prefix_len;
+    const char *last_param_end = strrchr(route->path, '}');
+    route->literal_suffix = last_param_end != NULL ? last_param_end + 1 : "";
+    route->literal_suffix_len = strlen(route->literal_suffix);
 
     path_tokens[2] = "schema";
     if ((route->schema = find_schema(rf, json_string_value(schema))) == NULL) {
@@ -1119,7 +1131,10 @@ const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method
         const gw_route_t *route = &rules->routes[i];
         if (strncmp(route->method, method, method_len) != 0 || route->method[method_len] != '\0')
             continue;
-        if (path_len < route->literal_prefix_len || memcmp(path, route->literal_prefix, route->literal_prefix_len) != 0)
+        /* literal prefix and suffix first: the regular expression runs only for a route that can match */
+        if (path_len < route->literal_prefix_len + route->literal_suffix_len ||
+            memcmp(path, route->literal_prefix, route->literal_prefix_len) != 0 ||
+            memcmp(path + path_len - route->literal_suffix_len, route->literal_suffix, route->literal_suffix_len) != 0)
             continue;
         if (gw_regex_full_match(route->re, path, path_len, md, mctx) == 1)
             return route;

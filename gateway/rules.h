@@ -81,6 +81,8 @@ typedef struct st_gw_route_t {
     const char *path; /* the template as written, e.g. /crmRestApi/resources/{version}/interactions */
     const char *literal_prefix; /* the template up to its first parameter: a cheap pre-filter */
     size_t literal_prefix_len;
+    const char *literal_suffix; /* the template after its last parameter ("" when it ends with one, or has none) */
+    size_t literal_suffix_len;
     pcre2_code *re;
     const gw_schema_t *schema;
     gw_operation_t operation;

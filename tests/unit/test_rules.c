@@ -2,6 +2,7 @@
  * match as documented, and every broken rule file is refused with a precise error. */
 #include <stdlib.h>
 #include <unistd.h>
+#include "../../gateway/buf.h"
 #include "../../gateway/rules.h"
 #include "check.h"
 
@@ -164,6 +165,51 @@ static void test_duplicate_route_across_files(void)
     rmdir(dir);
 }
 
+/* Field lookup hashes a name's first and last 8 bytes and its length: names alike there must still be told apart,
+ * and every field of a big schema must be found. */
+static void test_field_lookup(void)
+{
+    gw_buf_t doc = GW_BUF_INIT;
+    gw_buf_appendz(&doc, "{\"crmgate-rules\": 1, \"routes\": [{\"method\": \"POST\", \"path\": \"/x/{id}/y\", "
+                         "\"schema\": \"s\"}], \"schemas\": {\"s\": {\"fields\": {"
+                         "\"AccountAAAAPartyId\": {\"type\": \"int64\"}, \"AccountBBBBPartyId\": {\"type\": \"string\"}, "
+                         "\"ab\": {\"type\": \"string\"}, \"ba\": {\"type\": \"string\"}, \"a\": {\"type\": \"string\"}");
+    for (int i = 0; i < 60; ++i)
+        gw_buf_printf(&doc, ", \"Field%02dName\": {\"type\": \"string\"}", i);
+    gw_buf_appendz(&doc, "}}}}");
+    gw_error_t err;
+    gw_error_clear(&err);
+    gw_ruleset_t *rules = gw_ruleset_load_buffer("t.json", doc.base, doc.len, NULL, &err);
+    gw_buf_dispose(&doc);
+    CHECK_REPORT(rules != NULL, "schema with 65 fields compiles (%s)", err.text);
+    if (rules == NULL)
+        return;
+    const gw_schema_t *schema = gw_ruleset_route(rules, 0)->schema;
+    const gw_field_t *a = gw_schema_find(schema, "AccountAAAAPartyId", 18);
+    const gw_field_t *b = gw_schema_find(schema, "AccountBBBBPartyId", 18);
+    CHECK(a != NULL && b != NULL && a != b && a->type == GW_TYPE_INT64 && b->type == GW_TYPE_STRING);
+    CHECK(gw_schema_find(schema, "AccountCCCCPartyId", 18) == NULL);
+    CHECK(gw_schema_find(schema, "AccountAAAAPartyI", 17) == NULL);
+    CHECK(gw_schema_find(schema, "ab", 2) != NULL && gw_schema_find(schema, "ab", 2) != gw_schema_find(schema, "ba", 2));
+    CHECK(gw_schema_find(schema, "a", 1) != NULL && gw_schema_find(schema, "b", 1) == NULL);
+    CHECK(gw_schema_find(schema, "", 0) == NULL);
+    int found = 0;
+    for (int i = 0; i < 60; ++i) {
+        char name[16];
+        snprintf(name, sizeof(name), "Field%02dName", i);
+        const gw_field_t *f = gw_schema_find(schema, name, strlen(name));
+        found += f != NULL && strcmp(f->name, name) == 0;
+    }
+    CHECK_INT_EQ(found, 60);
+    /* a route is matched by its literal prefix, its literal suffix and its pattern together */
+    CHECK(match(rules, "POST", "/x/1/y") != NULL);
+    CHECK(match(rules, "POST", "/x/y") == NULL);  /* shorter than prefix and suffix together */
+    CHECK(match(rules, "POST", "/x/1/z") == NULL);
+    CHECK(match(rules, "POST", "/x/1/yy") == NULL);
+    CHECK(match(rules, "POST", "/x//y") == NULL); /* the parameter is not empty */
+    gw_ruleset_release(rules);
+}
+
 int main(void)
 {
     md = pcre2_match_data_create(1, NULL);
@@ -175,6 +221,7 @@ int main(void)
     }
     test_errors();
     test_duplicate_route_across_files();
+    test_field_lookup();
     pcre2_match_data_free(md);
     return check_done();
 }
