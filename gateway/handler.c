@@ -61,8 +61,12 @@ h2o_iovec_t gw_request_id_ensure(h2o_req_t *req)
         return req->headers.entries[i].value;
     if ((id_state[0] | id_state[1]) == 0 && getrandom(id_state, sizeof(id_state), 0) != sizeof(id_state))
         gw_fatal("cannot seed request ids from getrandom()");
+    static const char hex_digits[] = "0123456789abcdef";
     char *id = h2o_mem_alloc_pool(&req->pool, 33);
-    snprintf(id, 33, "%016llx%016llx", (unsigned long long)next_random(id_state), (unsigned long long)next_random(id_state));
+    uint64_t r[2] = {next_random(id_state), next_random(id_state)};
+    for (int d = 0; d < 32; ++d) /* 32 hex digits, most significant first */
+        id[d] = hex_digits[(r[d / 16] >> (60 - 4 * (d % 16))) & 15];
+    id[32] = '\0';
     /* drop every copy the client sent, then add ours */
     while ((i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1)) != -1)
         h2o_delete_header(&req->headers, i);
