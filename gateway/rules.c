@@ -748,6 +748,7 @@ static int compile_route(rule_file_t *rf, size_t index, json_t *def)
         return -1;
     }
     route->method = arena_strdup(rules, m);
+    route->method_len = strlen(m);
 
     path_tokens[2] = "path";
     const char *tmpl = json_string_value(path);
@@ -1129,7 +1130,7 @@ const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method
 {
     for (size_t i = 0; i < rules->nroutes; ++i) {
         const gw_route_t *route = &rules->routes[i];
-        if (strncmp(route->method, method, method_len) != 0 || route->method[method_len] != '\0')
+        if (route->method_len != method_len || memcmp(route->method, method, method_len) != 0)
             continue;
         /* literal prefix and suffix first: the regular expression runs only for a route that can match */
         if (path_len < route->literal_prefix_len + route->literal_suffix_len ||

@@ -78,6 +78,7 @@ struct st_gw_schema_t {
 
 typedef struct st_gw_route_t {
     const char *method;
+    size_t method_len;
     const char *path; /* the template as written, e.g. /crmRestApi/resources/{version}/interactions */
     const char *literal_prefix; /* the template up to its first parameter: a cheap pre-filter */
     size_t literal_prefix_len;
