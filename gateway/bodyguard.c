@@ -366,6 +366,10 @@ static void on_read(h2o_socket_t *sock, const char *err)
             call_inner_read(guard, sock->_cb.read, sock, NULL); /* the frames kept back, now guarded */
         return;
     }
+    if (sock->_cb.read == NULL)
+        return; /* h2o stopped reading (a whole request is being processed): wrapping NULL would make the loop read
+                 * again and call it. h2o restarts reading with its own callback, unwrapped: a later switch to
+                 * HTTP/2 on this connection is guarded from its first request (gw_bodyguard_on_request). */
     if (sock->_cb.read != on_read) { /* h2o changed states: keep watching */
         guard->inner_read = sock->_cb.read;
         sock->_cb.read = on_read;

@@ -191,6 +191,24 @@ def quick_post(gw, what, limit=1.0):
     return dt
 
 
+
+@suite.test
+def client_that_leaves_while_its_request_is_in_flight_does_not_crash_the_gateway():
+    # A request whose body arrives whole makes h2o stop reading the socket while it is processed; the client then
+    # closes (as wrk does at the end of a run). The gateway must neither crash on that EOF nor stop serving.
+    with suite.stack() as (sim, gw):
+        for size in (len(EXAMPLE), 200 * KIB):
+            body = padded(size) if size > len(EXAMPLE) else EXAMPLE
+            for _ in range(5):
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=h.timeout(5))
+                s.sendall(head(["Content-Length: %d" % len(body), "Content-Type: application/json",
+                                "X-Sim-Delay-Ms: 300"]) + body)
+                time.sleep(0.05)  # the request is with the upstream now
+                s.close()
+            time.sleep(0.5)
+            quick_post(gw, "a request after clients left with %d-byte requests in flight" % size, limit=3.0)
+        check(gw.proc.alive(), "the gateway is still running")
+
 # ---- 1. request smuggling ------------------------------------------------------
 
 
