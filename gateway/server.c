@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,9 @@
 #include "buf.h"
 #include "metrics.h"
 #include "server.h"
-
+#ifdef CRMGATE_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 /* h2o's own body limit. HTTP/2 streams never reach it: the body guard cuts them at
  * max-body + 1 and the handler answers 413. An HTTP/1.1 body up to it is read and
@@ -53,6 +56,11 @@ static __thread gw_worker_t *current_worker;
 /* The running server stays reachable to the end, for leak checkers too: open
  * connections and their loops are left to the process exit. */
 static gw_server_t *running_server;
+/* The traffic port actually bound (the configured one, or the ephemeral one for port 0), for STATUS=. */
+static uint16_t bound_listen_port;
+/* The digest of the rules last handed to the workers, for STATUS=: a copy kept by the main thread, which
+ * alone starts and reloads, so that it is read without racing a worker's runtime swap. */
+static char served_digest[72];
 
 gw_runtime_t *gw_runtime_new(gw_config_t *config, gw_ruleset_t *rules)
 {
@@ -204,6 +212,41 @@ uint64_t gw_server_elapsed_ns(const struct timeval *since)
     return elapsed_ns(since);
 }
 
+/* ---- the service manager ---------------------------------------------------
+ * systemd's notification protocol (the unit is Type=notify): READY=1 once every
+ * worker listens, RELOADING=1 then READY=1 around a SIGHUP reload, STOPPING=1 when
+ * the drain starts; STATUS= says what is served. sd_notify() does nothing when
+ * $NOTIFY_SOCKET is unset, so outside systemd (and in builds without libsystemd,
+ * whose unit is Type=simple) these calls cost nothing. */
+
+static void notify_service_manager(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void notify_service_manager(const char *fmt, ...)
+{
+#ifdef CRMGATE_HAVE_SYSTEMD
+    static int warned; /* main thread only: one warning, not one per reload */
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    int rc = sd_notify(0, message);
+    if (rc < 0 && !warned) {
+        /* systemd would time the start-up out waiting for READY=1: say why before it does */
+        gw_log_warn("cannot notify the service manager at $NOTIFY_SOCKET: %s", strerror(-rc));
+        warned = 1;
+    }
+#else
+    (void)fmt;
+#endif
+}
+
+static unsigned long long monotonic_usec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
+}
+
 /* ---- listeners ---------------------------------------------------------- */
 
 static int open_listener(const gw_hostport_t *hp, uint16_t port, int reuseport, uint16_t *bound_port)
@@ -269,6 +312,7 @@ static int open_listeners(gw_server_t *server)
             return -1;
         port = bound;
     }
+    bound_listen_port = port;
     gw_log_info("listening on %s://%s:%u with %u worker thread%s", server->listener_ssl_ctx != NULL ? "https" : "http",
                 server->config->listen.host, port,
                 server->nthreads, server->nthreads == 1 ? "" : "s");
@@ -631,6 +675,9 @@ static void reload(gw_server_t *server)
 {
     gw_error_t err;
     gw_error_clear(&err);
+    /* MONOTONIC_USEC: systemd 253+ requires it with RELOADING=1 (Type=notify-reload); older ones ignore it */
+    notify_service_manager("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration and rules",
+                           monotonic_usec());
     gw_config_t *config = server->load_config(server->load_config_ctx, &err);
     gw_ruleset_t *rules = NULL;
     if (config != NULL)
@@ -640,6 +687,8 @@ static void reload(gw_server_t *server)
                      err.text);
         gw_config_destroy(config);
         gw_metrics_count_reload(0);
+        /* still serving, on the rules it had: ready again, and the status says the reload failed */
+        notify_service_manager("READY=1\nSTATUS=reload failed, still serving rules %s (see the log)", served_digest);
         return;
     }
     warn_about_restart_only_changes(server->config, config);
@@ -655,6 +704,10 @@ static void reload(gw_server_t *server)
         message->runtime = runtime;
         h2o_multithread_send_message(&server->workers[i].control_receiver, &message->super);
     }
+    /* every worker has its message; `rules` is still held by this function's reference */
+    snprintf(served_digest, sizeof(served_digest), "%s", gw_ruleset_digest(rules));
+    notify_service_manager("READY=1\nSTATUS=reloaded: serving rules %s (%zu routes)", gw_ruleset_digest(rules),
+                           gw_ruleset_route_count(rules));
     gw_runtime_release(runtime);
     gw_metrics_count_reload(1);
 }
@@ -743,6 +796,11 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
     for (unsigned i = 0; i < server->nthreads; ++i)
         while (!atomic_load(&server->workers[i].ready)) /* a reload must find every receiver registered */
             sched_yield();
+    snprintf(served_digest, sizeof(served_digest), "%s", gw_ruleset_digest(rules));
+    notify_service_manager("READY=1\nSTATUS=serving %s://%s:%u with %u worker thread%s; rules %s (%zu routes)",
+                           server->listener_ssl_ctx != NULL ? "https" : "http", config->listen.host, bound_listen_port,
+                           server->nthreads, server->nthreads == 1 ? "" : "s", gw_ruleset_digest(rules),
+                           gw_ruleset_route_count(rules));
 
     int sig;
     while (sigwait(&set, &sig) != 0 || sig == SIGHUP || sig == SIGUSR1) {
@@ -753,6 +811,8 @@ int gw_server_run(gw_config_t *config, gw_ruleset_t *rules, gw_config_loader_t l
     }
     gw_log_info("received %s: no longer accepting; finishing requests in flight (a second signal exits at once)",
                 strsignal(sig));
+    notify_service_manager("STOPPING=1\nSTATUS=draining: finishing requests in flight (shutdown-timeout %llu ms)",
+                           (unsigned long long)config->shutdown_timeout_ms);
     atomic_store(&server->stopping, 1);
     for (unsigned i = 0; i < server->nthreads; ++i)
         h2o_multithread_send_message(&server->workers[i].control_receiver, NULL);
