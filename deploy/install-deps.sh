@@ -9,6 +9,9 @@ packages=(
     curl nghttp2-client python3                # end-to-end tests: HTTP/1.1 and HTTP/2 clients, the harness
     python3-h2                                 # end-to-end tests: an HTTP/2 client library for the abuse tests
     cppcheck                                   # static analysis, run as a ctest
+    libsystemd-dev                             # sd_notify: the systemd unit is Type=notify (optional at build time)
+    systemd logrotate groff-base man-db        # deployment tests: systemd-analyze, a real logrotate run, crmgate(8)
+    dpkg-dev python3-yaml binutils             # the Debian package (dpkg-shlibdeps), the manifests' parser, objdump
 )
 
 missing=()
