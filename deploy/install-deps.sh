@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages crmgate needs to build, test and run, and only
 # those that are missing. Safe to run again: with nothing missing it does nothing.
+#   deploy/install-deps.sh            the packages below
+#   deploy/install-deps.sh PKG...     these instead (tests/bench/run.sh installs its own this way)
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,9 @@ packages=(
     systemd logrotate groff-base man-db        # deployment tests: systemd-analyze, a real logrotate run, crmgate(8)
     dpkg-dev python3-yaml binutils             # the Debian package (dpkg-shlibdeps), the manifests' parser, objdump
 )
+if [ $# -ne 0 ]; then
+    packages=("$@")
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -34,27 +34,11 @@ main() {
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-packages=(wrk nginx-light h2o libnginx-mod-http-js valgrind)
-missing=()
-for pkg in "${packages[@]}"; do
-    # nginx-light, or any other nginx flavour already there
-    if [ "$pkg" = nginx-light ] && command -v nginx >/dev/null 2>&1; then continue; fi
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$pkg")
-    fi
-done
-if [ ${#missing[@]} -ne 0 ]; then
-    echo "bench: installing ${missing[*]}"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { echo "bench: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # installing nginx or h2o may start their services (policy-rc.d is not ours to change): stop only those we started
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# the benchmark's own packages, installed (when missing) by the project's installer; any nginx flavour already
+# there will do for nginx-light
+packages=(wrk h2o libnginx-mod-http-js valgrind)
+command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
+"$root/deploy/install-deps.sh" "${packages[@]}"
 for tool in wrk nginx h2o valgrind callgrind_annotate taskset python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
 done
