@@ -64,8 +64,9 @@ h2o_iovec_t gw_request_id_ensure(h2o_req_t *req)
     static const char hex_digits[] = "0123456789abcdef";
     char *id = h2o_mem_alloc_pool(&req->pool, 33);
     uint64_t r[2] = {next_random(id_state), next_random(id_state)};
-    for (int d = 0; d < 32; ++d) /* 32 hex digits, most significant first */
-        id[d] = hex_digits[(r[d / 16] >> (60 - 4 * (d % 16))) & 15];
+    for (int half = 0; half < 2; ++half) /* 32 hex digits, most significant first */
+        for (int d = 15; d >= 0; --d, r[half] >>= 4)
+            id[16 * half + d] = hex_digits[r[half] & 15];
     id[32] = '\0';
     /* drop every copy the client sent, then add ours */
     while ((i = h2o_find_header_by_str(&req->headers, request_id_name.base, request_id_name.len, -1)) != -1)

@@ -443,8 +443,9 @@ static void validate_member(walk_t *w, const gw_schema_t *schema, const gw_field
         validate_scalar(w, schema, f, v);
     }
     /* whatever else happened to it, a value not entered above still counts towards the depth limit
-     * (the limit is structural: it holds in report and off modes too) */
-    check_depth(w, v, f->name, f->name_len);
+     * (the limit is structural: it holds in report and off modes too); a scalar adds no depth */
+    if (json_is_object(v) || json_is_array(v))
+        check_depth(w, v, f->name, f->name_len);
 }
 
 static void validate_object(walk_t *w, const gw_schema_t *schema, const json_t *obj)
