@@ -90,10 +90,13 @@ static const char *override_method(gw_evaluator_t *ev, const gw_request_t *req, 
 const gw_route_t *gw_evaluate_route(gw_evaluator_t *ev, const gw_ruleset_t *rules, const gw_request_t *req)
 {
     size_t path_len, override_len = 0;
-    const char *path = gw_path_normalize(&ev->arena, req->path, req->path_len, &path_len);
     /* the CRM may act on the overriding method: a route of either method validates the request, the
      * override's first, so that no combination of method and override escapes validation */
     const char *override = override_method(ev, req, &override_len);
+    if (!gw_ruleset_has_method(rules, req->method, req->method_len) &&
+        (override == NULL || !gw_ruleset_has_method(rules, override, override_len)))
+        return NULL; /* e.g. a GET: no route of its method, so its path need not even be normalised */
+    const char *path = gw_path_normalize(&ev->arena, req->path, req->path_len, &path_len);
     const gw_route_t *route = NULL;
     if (override != NULL)
         route = gw_ruleset_match(rules, override, override_len, path, path_len, ev->match_data, ev->match_context);

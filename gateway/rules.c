@@ -1125,6 +1125,14 @@ void gw_ruleset_release(gw_ruleset_t *rules)
 
 /* ---- queries -------------------------------------------------------------- */
 
+int gw_ruleset_has_method(const gw_ruleset_t *rules, const char *method, size_t method_len)
+{
+    for (size_t i = 0; i < rules->nroutes; ++i)
+        if (rules->routes[i].method_len == method_len && memcmp(rules->routes[i].method, method, method_len) == 0)
+            return 1;
+    return 0;
+}
+
 const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method, size_t method_len, const char *path,
                                    size_t path_len, pcre2_match_data *md, pcre2_match_context *mctx)
 {

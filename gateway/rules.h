@@ -121,6 +121,8 @@ void gw_ruleset_addref(gw_ruleset_t *rules);
 void gw_ruleset_release(gw_ruleset_t *rules);
 
 /** Finds the route for a method and a normalised path (no query), or NULL. */
+/** 1 when some route has this method: a request of any other method cannot match, whatever its path. */
+int gw_ruleset_has_method(const gw_ruleset_t *rules, const char *method, size_t method_len);
 const gw_route_t *gw_ruleset_match(const gw_ruleset_t *rules, const char *method, size_t method_len, const char *path,
                                    size_t path_len, pcre2_match_data *md, pcre2_match_context *mctx);
 /** Finds a field of a schema by name, or NULL. */

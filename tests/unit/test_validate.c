@@ -209,6 +209,9 @@ static void test_method_override(void)
         {"POST", "/r/1", "PATCH", GW_OP_UPDATE}, {"POST", "/r/1", " patch ", GW_OP_UPDATE},
         {"PATCH", "/r/1", "GET", GW_OP_UPDATE},  {"POST", "/r", "", GW_OP_CREATE},
         {"POST", "/r", "GET", GW_OP_CREATE},
+        /* a method no route has is judged by its override: the shortcut for such methods must not skip it */
+        {"GET", "/r/1", "PATCH", GW_OP_UPDATE},  {"PUT", "/r", "post", GW_OP_CREATE},
+        {"GET", "/r/1/", "PATCH", GW_OP_UPDATE},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
         gw_request_t req = {.method = cases[i].method, .method_len = strlen(cases[i].method), .path = cases[i].path,
@@ -221,6 +224,12 @@ static void test_method_override(void)
     }
     gw_request_t get = {.method = "GET", .method_len = 3, .path = "/r/1", .path_len = 4};
     CHECK(gw_evaluate_route(&ev, rules, &get) == NULL);
+    gw_request_t get_override = {.method = "GET", .method_len = 3, .path = "/r/1", .path_len = 4,
+                                 .method_override = {"DELETE", 6, 1}};
+    CHECK(gw_evaluate_route(&ev, rules, &get_override) == NULL); /* neither method has a route */
+    CHECK(gw_ruleset_has_method(rules, "POST", 4) && gw_ruleset_has_method(rules, "PATCH", 5));
+    CHECK(!gw_ruleset_has_method(rules, "GET", 3) && !gw_ruleset_has_method(rules, "POS", 3) &&
+          !gw_ruleset_has_method(rules, "POSTS", 5));
 }
 
 static void test_cap(void)
