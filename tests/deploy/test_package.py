@@ -153,9 +153,9 @@ def conffiles_and_maintainer_scripts():
 
 
 def stub_commands(directory, log, user_exists):
-    """getent, adduser, deluser, delgroup, systemctl and rm that only record their arguments."""
+    """getent, adduser, deluser, delgroup, systemctl, chown and rm that only record their arguments."""
     os.makedirs(directory, exist_ok=True)
-    for name in ("adduser", "deluser", "delgroup", "systemctl", "rm"):
+    for name in ("adduser", "deluser", "delgroup", "systemctl", "chown", "rm"):
         with open(os.path.join(directory, name), "w") as f:
             f.write('#!/bin/sh\necho "%s $*" >> "%s"\nexit 0\n' % (name, log))
         os.chmod(os.path.join(directory, name), 0o755)
@@ -188,10 +188,11 @@ def postinst_creates_the_user_once_and_postrm_purge_removes_it():
     h.eq(run_script("postinst", ["configure", "0.0.9"], user_exists=True), [], "postinst configure (user exists)")
     h.eq(run_script("prerm", ["remove"], user_exists=True), [], "prerm remove (only systemctl, when systemd runs)")
     h.eq(run_script("postrm", ["remove"], user_exists=True), [], "postrm remove keeps the user and the audit trail")
+    # the audit trail is kept, handed to root:adm before its owner goes
     h.eq(run_script("postrm", ["purge"], user_exists=True),
-         ["rm -rf /var/log/crmgate", "deluser --quiet --system crmgate", "delgroup --quiet --system crmgate"],
+         ["chown -R root:adm /var/log/crmgate", "deluser --quiet --system crmgate", "delgroup --quiet --system crmgate"],
          "postrm purge")
-    h.eq(run_script("postrm", ["purge"], user_exists=False), ["rm -rf /var/log/crmgate"],
+    h.eq(run_script("postrm", ["purge"], user_exists=False), ["chown -R root:adm /var/log/crmgate"],
          "postrm purge after the user was removed by hand")
 
 
