@@ -10,6 +10,20 @@
  * tens of KB, so those never touch the heap, while one huge body does not pin its memory forever. */
 #define GW_ARENA_RETAIN_CHUNKS 16
 
+/* Under AddressSanitizer every block is unpoisoned alone and followed by a poisoned gap, and a chunk is poisoned
+ * whole when it is reset: a read past a block (jansson's values live here) or of a previous request's memory is
+ * reported as it would be on the heap. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define ARENA_REDZONE GW_ARENA_ALIGN
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define ARENA_REDZONE 0
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct st_gw_arena_chunk_t {
     gw_arena_chunk_t *next;
     size_t size;
@@ -24,11 +38,17 @@ void gw_arena_init(gw_arena_t *arena)
     arena->nspare = 0;
 }
 
+static void free_chunk(gw_arena_chunk_t *chunk)
+{
+    ARENA_UNPOISON(chunk->bytes, chunk->size);
+    free(chunk);
+}
+
 static void free_list(gw_arena_chunk_t *chunk)
 {
     while (chunk != NULL) {
         gw_arena_chunk_t *next = chunk->next;
-        free(chunk);
+        free_chunk(chunk);
         chunk = next;
     }
 }
@@ -46,11 +66,12 @@ void gw_arena_reset(gw_arena_t *arena)
     while (chunk != NULL) {
         gw_arena_chunk_t *next = chunk->next;
         if (chunk->size == GW_ARENA_CHUNK_SIZE && arena->nspare < GW_ARENA_RETAIN_CHUNKS) {
+            ARENA_POISON(chunk->bytes, chunk->size);
             chunk->next = arena->spare;
             arena->spare = chunk;
             ++arena->nspare;
         } else {
-            free(chunk);
+            free_chunk(chunk);
         }
         chunk = next;
     }
@@ -70,16 +91,24 @@ static gw_arena_chunk_t *new_chunk(gw_arena_t *arena, size_t size)
     if (chunk == NULL)
         gw_fatal("out of memory (arena chunk of %zu bytes)", size);
     chunk->size = size;
+    ARENA_POISON(chunk->bytes, size);
     return chunk;
+}
+
+static void *hand_out(void *p, size_t asked)
+{
+    ARENA_UNPOISON(p, asked);
+    return p;
 }
 
 void *gw_arena_alloc(gw_arena_t *arena, size_t size)
 {
-    size = (size + GW_ARENA_ALIGN - 1) & ~(size_t)(GW_ARENA_ALIGN - 1);
+    size_t asked = size;
+    size = (size + ARENA_REDZONE + GW_ARENA_ALIGN - 1) & ~(size_t)(GW_ARENA_ALIGN - 1);
     if (arena->chunks != NULL && arena->chunks->size - arena->used >= size) {
         void *p = arena->chunks->bytes + arena->used;
         arena->used += size;
-        return p;
+        return hand_out(p, asked);
     }
     if (size > GW_ARENA_CHUNK_SIZE / 4) {
         /* a big block gets a chunk of its own, placed behind the current one
@@ -93,13 +122,13 @@ void *gw_arena_alloc(gw_arena_t *arena, size_t size)
             chunk->next = arena->chunks->next;
             arena->chunks->next = chunk;
         }
-        return chunk->bytes;
+        return hand_out(chunk->bytes, asked);
     }
     gw_arena_chunk_t *chunk = new_chunk(arena, GW_ARENA_CHUNK_SIZE);
     chunk->next = arena->chunks;
     arena->chunks = chunk;
     arena->used = size;
-    return chunk->bytes;
+    return hand_out(chunk->bytes, asked);
 }
 
 char *gw_arena_strndup(gw_arena_t *arena, const char *s, size_t len)
