@@ -240,13 +240,6 @@ static void notify_service_manager(const char *fmt, ...)
 #endif
 }
 
-static unsigned long long monotonic_usec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
-}
-
 /* ---- listeners ---------------------------------------------------------- */
 
 static int open_listener(const gw_hostport_t *hp, uint16_t port, int reuseport, uint16_t *bound_port)
@@ -377,11 +370,16 @@ static void close_listeners(gw_worker_t *worker)
     }
 }
 
-static uint64_t now_ms(void)
+static uint64_t monotonic_usec(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t now_ms(void)
+{
+    return monotonic_usec() / 1000;
 }
 
 static void *worker_main(void *arg)
@@ -677,7 +675,7 @@ static void reload(gw_server_t *server)
     gw_error_clear(&err);
     /* MONOTONIC_USEC: systemd 253+ requires it with RELOADING=1 (Type=notify-reload); older ones ignore it */
     notify_service_manager("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration and rules",
-                           monotonic_usec());
+                           (unsigned long long)monotonic_usec());
     gw_config_t *config = server->load_config(server->load_config_ctx, &err);
     gw_ruleset_t *rules = NULL;
     if (config != NULL)

@@ -138,9 +138,9 @@ def analyse(source_dir, path):
     def leads_back(start):  # reaches crmgate code through other code only
         if start in memo:
             return memo[start]
-        seen, todo, found = {start}, [start], False
-        while todo and not found:
-            k = todo.pop()
+        seen, pending, found = {start}, [start], False
+        while pending and not found:
+            k = pending.pop()
             for n in callees.get(k, ()):
                 if is_gw(n):
                     # jansson calls crmgate's allocator hooks: part of the parse, not a hand-back
@@ -150,7 +150,7 @@ def analyse(source_dir, path):
                     continue
                 if n not in seen:
                     seen.add(n)
-                    todo.append(n)
+                    pending.append(n)
         memo[start] = found
         return found
 

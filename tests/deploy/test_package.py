@@ -3,8 +3,8 @@ The Debian package: deploy/build-deb.sh builds crmgate_<version>_<arch>.deb offl
 build in a temporary directory, then CPack's DEB generator); dpkg-deb shows its control fields (dependencies
 computed by dpkg-shlibdeps), its contents and its conffiles; dpkg -x extracts it into a temporary root, where
 the packaged binary checks the packaged configuration and rules with -t. The maintainer scripts run against
-stub commands: postinst creates the system user only when it is missing, postrm --purge removes the user and
-the audit trail. cpack refuses a build configured for another prefix than /usr. Skipped in the sanitizer build
+recording stand-ins for adduser, deluser, chown and the rest: postinst creates the system user only when it is
+missing, postrm purge removes the user but keeps the audit trail, handed to root:adm. cpack refuses a build configured for another prefix than /usr. Skipped in the sanitizer build
 (a package of an ASan binary means nothing).
 """
 import gzip
@@ -152,7 +152,7 @@ def conffiles_and_maintainer_scripts():
     check(os.path.isfile(os.path.join(control, "md5sums")), "no md5sums")
 
 
-def stub_commands(directory, log, user_exists):
+def recording_commands(directory, log, user_exists):
     """getent, adduser, deluser, delgroup, systemctl, chown and rm that only record their arguments."""
     os.makedirs(directory, exist_ok=True)
     for name in ("adduser", "deluser", "delgroup", "systemctl", "chown", "rm"):
@@ -169,10 +169,10 @@ def stub_commands(directory, log, user_exists):
 
 
 def run_script(script, args, user_exists):
-    """Runs a maintainer script of deploy/debian with stub commands first in PATH; returns the commands it ran."""
-    work = os.path.join(suite.workdir(), "stubs-%d" % len(os.listdir(suite.workdir())))
+    """Runs a maintainer script of deploy/debian with recording stand-in commands first in PATH; returns the commands it ran."""
+    work = os.path.join(suite.workdir(), "standins-%d" % len(os.listdir(suite.workdir())))
     log = os.path.join(work, "calls.log")
-    stub_commands(os.path.join(work, "bin"), log, user_exists)
+    recording_commands(os.path.join(work, "bin"), log, user_exists)
     open(log, "w").close()
     env = {"PATH": os.path.join(work, "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
     d.run(["sh", "-e", os.path.join(d.DEPLOY_DIR, "debian", script)] + list(args), env=env)
